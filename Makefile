@@ -1,0 +1,18 @@
+# Two commands do everything on a fresh machine (see README):
+#   make demo   set up, generate the demo dataset, train + evaluate the demo detector
+#   make test   set up, run the test suite
+PY := .venv/bin/python
+DEMO_CONFIG ?= configs/demo/faster_rcnn_clip_rn_jittor_fpn_demo.py
+DEMO_WORK_DIR ?= work_dirs/demo
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	DEMO_CONFIG=$(DEMO_CONFIG) DEMO_WORK_DIR=$(DEMO_WORK_DIR) bash scripts/demo.sh
+
+test: setup
+	$(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)

@@ -1,0 +1,184 @@
+"""A torch module that owns a Jittor module's state and runs its computation in Jittor."""
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import torch
+from mmengine.model import BaseModule
+
+from jt_mm_plugins.runtime import jt
+from .function import call_jittor
+from .tensors import JITTOR_TO_TORCH_DTYPE, jittor_to_torch, torch_to_jittor
+
+# Jittor Vars under these names are running statistics: torch buffers, never trained.
+BUFFER_NAMES = ('running_mean', 'running_var', 'num_batches_tracked')
+# Jittor has no 0-d Vars; torch (and every mmdet checkpoint) stores these as scalars.
+SCALAR_BUFFER_NAMES = ('num_batches_tracked', )
+
+
+def set_jittor_train_mode(module: 'jt.nn.Module', mode: bool) -> None:
+    """Switch a Jittor module tree to training or evaluation mode with torch's semantics.
+
+    Jittor's ``Module.train()`` flags the whole tree but never calls the children's own ``train()``
+    overrides, so a nested backbone's ``norm_eval``/``frozen_stages`` would be lost. Here, after the
+    flags are set, every override runs deepest first, so a parent's decision wins as in torch. (Jittor's
+    ``eval()`` also stops gradients of every Var; the bridge re-applies torch's ``requires_grad`` before
+    each forward, so that has no effect on bridged training.)
+    """
+    if not mode:
+        module.eval()
+        return
+    jt.nn.Module.train(module)  # the flags only
+    for sub in reversed(module.modules()):  # pre-order reversed: children first, ``module`` last
+        if type(sub).train is not jt.nn.Module.train:
+            sub.train()
+
+
+class _StateContainer(torch.nn.Module):
+    """Holds the torch parameters of one Jittor submodule so dotted names match Jittor's."""
+
+
+class _StateEntry:
+    __slots__ = ('name', 'var', 'tensor', 'is_buffer', 'synced')
+
+    def __init__(self, name: str, var: 'jt.Var', tensor: torch.Tensor, is_buffer: bool):
+        self.name, self.var, self.tensor, self.is_buffer = name, var, tensor, is_buffer
+        self.synced: Optional[Tuple] = None
+
+    def torch_state_key(self) -> Tuple:
+        # In-place updates (optimizer steps, load_state_dict) bump _version; ``.data =`` or
+        # ``.to()``/``.double()`` change the storage, dtype or device.
+        t = self.tensor
+        return (t._version, t.data_ptr(), t.dtype, t.device)
+
+
+class JittorModuleWrapper(BaseModule):
+    """Bridged Jittor module: PyTorch owns the state, Jittor does the computation.
+
+    Every Jittor Var of the wrapped module is mirrored by a torch parameter (or buffer, for running
+    statistics) under the same dotted name, so ``state_dict()`` keys equal the Jittor module's and an
+    mmengine checkpoint, ``init_cfg=dict(type='Pretrained', ...)``, optimizers, gradient clipping and
+    ``load_from`` all work on the torch side unchanged. ``forward`` pushes parameter values that changed
+    since the last step to Jittor, runs the Jittor module as one autograd node (see
+    :func:`call_jittor`), and after a training forward copies updated running statistics back.
+
+    Subclasses made by :func:`register_jittor_module` set ``jittor_class`` and build it from the
+    config's keyword arguments; :meth:`from_jittor_module` wraps an existing Jittor module.
+
+    Args:
+        *args, **kwargs: Passed to ``jittor_class``.
+        init_cfg (dict or list[dict], optional): mmengine initialisation config of the torch side.
+    """
+    jittor_class = None
+
+    def __init__(self, *args, init_cfg: Optional[Union[dict, List[dict]]] = None, **kwargs) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if self.jittor_class is None:
+            raise TypeError('JittorModuleWrapper is abstract: register a Jittor module with '
+                            '@register_jittor_module() or use JittorModuleWrapper.from_jittor_module')
+        self._attach(self.jittor_class(*args, **kwargs))
+
+    @classmethod
+    def from_jittor_module(cls, module: 'jt.nn.Module',
+                           init_cfg: Optional[dict] = None) -> 'JittorModuleWrapper':
+        """Wrap an already built Jittor module."""
+        wrapper = cls.__new__(cls)
+        BaseModule.__init__(wrapper, init_cfg=init_cfg)
+        wrapper._attach(module)
+        return wrapper
+
+    def _attach(self, module: 'jt.nn.Module') -> None:
+        if not isinstance(module, jt.nn.Module):
+            raise TypeError(f'expected a jittor.nn.Module, got {type(module).__name__}')
+        self.jittor_module = module  # not a torch Module: a plain attribute
+        self._state_entries: List[_StateEntry] = []
+        for name, var in module.named_parameters():
+            leaf = name.rsplit('.', 1)[-1]
+            is_buffer = leaf in BUFFER_NAMES
+            tensor = jittor_to_torch(var)
+            if leaf in SCALAR_BUFFER_NAMES:
+                tensor = tensor.reshape(())
+            parent = self._container_for(name)
+            if is_buffer:
+                parent.register_buffer(leaf, tensor)
+            else:
+                parent.register_parameter(
+                    leaf, torch.nn.Parameter(tensor, requires_grad=var.requires_grad))
+            # Look the tensor up again: register_* may have wrapped it.
+            registered = getattr(parent, leaf)
+            entry = _StateEntry(name, var, registered, is_buffer)
+            entry.synced = entry.torch_state_key()
+            self._state_entries.append(entry)
+        self.train(module.is_training())
+
+    def _container_for(self, name: str) -> torch.nn.Module:
+        parent: torch.nn.Module = self
+        for part in name.split('.')[:-1]:
+            if part not in parent._modules:
+                parent.add_module(part, _StateContainer())
+            parent = parent._modules[part]
+        return parent
+
+    def _refresh_entries(self) -> None:
+        """Re-read the registered tensors: ``.to()``/``.double()``/``.cuda()`` replace them."""
+        for entry in self._state_entries:
+            holder = self._container_for(entry.name)
+            entry.tensor = getattr(holder, entry.name.rsplit('.', 1)[-1])
+
+    def _push_state_to_jittor(self) -> None:
+        self._refresh_entries()
+        for entry in self._state_entries:
+            key = entry.torch_state_key()
+            if key != entry.synced:
+                entry.var.assign(torch_to_jittor(entry.tensor.reshape(entry.var.shape)))
+                entry.synced = key
+            if not entry.is_buffer and entry.var.requires_grad != entry.tensor.requires_grad:
+                # Frozen in torch means no gradient work in Jittor either.
+                entry.var.requires_grad = entry.tensor.requires_grad
+                if not entry.tensor.requires_grad:
+                    entry.var.stop_grad()
+
+    def _pull_buffers_from_jittor(self) -> None:
+        with torch.no_grad():
+            for entry in self._state_entries:
+                if entry.is_buffer:
+                    value = jittor_to_torch(entry.var, entry.tensor.device)
+                    entry.tensor.copy_(value.reshape(entry.tensor.shape))
+                    entry.synced = entry.torch_state_key()
+
+    def train(self, mode: bool = True) -> 'JittorModuleWrapper':
+        super().train(mode)
+        module = self.__dict__.get('jittor_module')
+        if module is not None:
+            set_jittor_train_mode(module, mode)
+        return self
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        self._push_state_to_jittor()
+        trainable = [(e.var, e.tensor) for e in self._state_entries
+                     if not e.is_buffer and e.tensor.requires_grad]
+        outputs = call_jittor(self.jittor_module, args, kwargs, trainable)
+        if self.training:
+            self._pull_buffers_from_jittor()
+        return outputs
+
+    def extra_repr(self) -> str:
+        return f'jittor_module={type(self.jittor_module).__name__}'
+
+
+def state_dict_to_jittor(module: 'jt.nn.Module', state_dict: Dict[str, torch.Tensor],
+                         strict: bool = True) -> None:
+    """Load a torch state dict into a bare Jittor module (no bridge), checking keys and shapes."""
+    own = dict(module.named_parameters())
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    if strict and (missing or unexpected):
+        raise KeyError(f'state dict does not match {type(module).__name__}: missing keys {missing}, '
+                       f'unexpected keys {unexpected}')
+    for name, value in state_dict.items():
+        if name not in own:
+            continue
+        var = own[name]
+        if value.numel() != var.numel():
+            raise ValueError(f'size mismatch for {name}: checkpoint {tuple(value.shape)}, '
+                             f'{type(module).__name__} {tuple(var.shape)}')
+        value = value.reshape(var.shape).to(JITTOR_TO_TORCH_DTYPE[str(var.dtype)])
+        var.assign(torch_to_jittor(value))

@@ -1,0 +1,85 @@
+"""Tensor conversion between torch and Jittor that keeps dtypes.
+
+CPU: one copy each way. ``tensor.numpy()`` is a view, ``jt.array`` copies it into Jittor's memory;
+``Var.numpy()`` copies out of Jittor's memory and ``torch.from_numpy`` is a view of that copy.
+
+CUDA (designed, not yet run on a GPU here): Jittor has no DLPack, so a device-to-device copy is made by
+a tiny ``jt.code`` kernel that ``cudaMemcpyAsync``-s between Jittor's buffer and the torch tensor's
+device pointer, after synchronising torch's stream (see ``_cuda_copy_*``). No host round trip.
+"""
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from jt_mm_plugins.runtime import jt
+
+TORCH_TO_JITTOR_DTYPE = {
+    torch.float32: 'float32', torch.float64: 'float64', torch.float16: 'float16',
+    torch.int64: 'int64', torch.int32: 'int32', torch.int16: 'int16', torch.int8: 'int8',
+    torch.uint8: 'uint8', torch.bool: 'bool',
+}
+JITTOR_TO_TORCH_DTYPE = {v: k for k, v in TORCH_TO_JITTOR_DTYPE.items()}
+
+
+def _check_dtype(tensor: torch.Tensor) -> str:
+    try:
+        return TORCH_TO_JITTOR_DTYPE[tensor.dtype]
+    except KeyError:
+        raise TypeError(f'jt_mm_plugins cannot pass a {tensor.dtype} tensor to Jittor; supported '
+                        f'dtypes: {sorted(str(d) for d in TORCH_TO_JITTOR_DTYPE)}') from None
+
+
+def torch_to_jittor(tensor: torch.Tensor) -> 'jt.Var':
+    """Copy a torch tensor into a new Jittor Var of the same shape and dtype (no autograd link)."""
+    _check_dtype(tensor)
+    tensor = tensor.detach()
+    if tensor.is_cuda and jt.flags.use_cuda:
+        return _cuda_torch_to_jittor(tensor)
+    array = tensor.cpu().numpy()
+    # Jittor would silently turn int64/float64 into int32/float32 (auto_convert_64_to_32).
+    with jt.flag_scope(auto_convert_64_to_32=0):
+        return jt.array(array)
+
+
+def jittor_to_torch(var: 'jt.Var', device: torch.device = torch.device('cpu')) -> torch.Tensor:
+    """Copy a Jittor Var into a new torch tensor on ``device``, keeping its dtype."""
+    dtype = str(var.dtype)
+    if dtype not in JITTOR_TO_TORCH_DTYPE:
+        raise TypeError(f'jt_mm_plugins cannot return a Jittor {dtype} Var to torch')
+    if device.type == 'cuda' and jt.flags.use_cuda:
+        return _cuda_jittor_to_torch(var, device)
+    array = var.numpy()
+    if not array.flags.writeable:  # torch warns on read-only buffers
+        array = np.array(array)
+    return torch.from_numpy(array).to(device)
+
+
+def _cuda_torch_to_jittor(tensor: torch.Tensor) -> 'jt.Var':
+    tensor = tensor.contiguous()
+    torch.cuda.current_stream(tensor.device).synchronize()  # the producer kernel must be done
+    return jt.code(list(tensor.shape), TORCH_TO_JITTOR_DTYPE[tensor.dtype], [],
+                   cuda_src='cudaMemcpyAsync(out0_p, (void*)(size_t)data["src"], out0->size, '
+                            'cudaMemcpyDeviceToDevice, 0);',
+                   data={'src': tensor.data_ptr()})
+
+
+def _cuda_jittor_to_torch(var: 'jt.Var', device: torch.device) -> torch.Tensor:
+    out = torch.empty(tuple(var.shape), dtype=JITTOR_TO_TORCH_DTYPE[str(var.dtype)], device=device)
+    done = jt.code(var.shape, var.dtype, [var],
+                   cuda_src='cudaMemcpyAsync((void*)(size_t)data["dst"], in0_p, in0->size, '
+                            'cudaMemcpyDeviceToDevice, 0);',
+                   data={'dst': out.data_ptr()})
+    done.sync()
+    jt.sync_all(True)  # Jittor's stream must finish before torch reads ``out``
+    return out
+
+
+def map_structure(fn: Callable[[Any], Any], obj: Any) -> Any:
+    """Apply ``fn`` to every leaf of nested lists, tuples and dicts, keeping the structure."""
+    if isinstance(obj, (list, tuple)):
+        mapped = [map_structure(fn, x) for x in obj]
+        return type(obj)(*mapped) if hasattr(obj, '_fields') else type(obj)(mapped)
+    if isinstance(obj, dict):
+        return type(obj)((k, map_structure(fn, v)) for k, v in obj.items())
+    return fn(obj)

@@ -1,0 +1,143 @@
+"""Jittor's process-wide environment, configured before Jittor is imported.
+
+Every module of this package that needs Jittor imports it through here (``from jt_mm_plugins.runtime
+import jt``), so whichever import comes first configures Jittor the same way:
+
+* **No downloads, ever.** Jittor 1.3 downloads oneDNN, cutt, cutlass, NCCL and even a CUDA toolkit at
+  import when it does not find them. Here oneDNN comes from Debian's ``libdnnl-dev`` (linked where
+  Jittor looks), the other extras are switched off unless the user set their flags, and CUDA is used
+  only through a local ``nvcc``.
+* **No silent slowness.** Without oneDNN, Jittor's CPU convolutions are about 100x slower: we warn.
+* **Same device as torch.** Jittor runs on CUDA exactly when ``torch.cuda.is_available()`` and a local
+  nvcc exists; otherwise ``nvcc_path=""`` keeps Jittor from probing CUDA (it crashes without a GPU).
+
+Flags the user already set in the environment win over these defaults.
+"""
+import os
+import shutil
+import sys
+import warnings
+
+import torch  # torch first: its MKL/OpenMP runtime then wins any symbol clash with Jittor's.
+
+ONEDNN_HEADER = '/usr/include/dnnl.h'
+ONEDNN_LIBRARY_CANDIDATES = ('/usr/lib/x86_64-linux-gnu/libdnnl.so.2',
+                             '/usr/lib/aarch64-linux-gnu/libdnnl.so.2', '/usr/lib/libdnnl.so.2')
+# The folder name Jittor 1.3.x expects for its oneDNN (it downloads dnnl 2.2.0 there otherwise).
+JITTOR_DNNL_DIR = 'dnnl_lnx_2.2.0_cpu_gomp'
+_OPTIONAL_DOWNLOADS = ('use_cutt', 'use_cutlass', 'use_nccl', 'use_mpi')
+
+onednn_active = False
+cuda_active = False
+
+
+class JittorEnvironmentError(RuntimeError):
+    """Jittor cannot run here; the message says what to install."""
+
+
+def _jittor_home() -> str:
+    # Mirrors jittor_utils.home() without importing it (that import reads flags we have yet to set).
+    return os.path.abspath(os.environ.get('JITTOR_HOME', os.path.expanduser('~')))
+
+
+def _find_onednn_library():
+    return next((p for p in ONEDNN_LIBRARY_CANDIDATES if os.path.exists(p)), None)
+
+
+def link_system_onednn() -> bool:
+    """Point Jittor's oneDNN folder at the system oneDNN. Returns whether oneDNN is usable."""
+    lib = _find_onednn_library()
+    if not (os.path.exists(ONEDNN_HEADER) and lib):
+        return False
+    root = os.path.join(_jittor_home(), '.cache', 'jittor', 'mkl', JITTOR_DNNL_DIR)
+    os.makedirs(os.path.join(root, 'lib'), exist_ok=True)
+    links = {os.path.join(root, 'include'): os.path.dirname(ONEDNN_HEADER),
+             os.path.join(root, 'lib', 'libmkldnn.so'): lib}
+    for link, target in links.items():
+        if os.path.islink(link) and os.readlink(link) == target:
+            continue
+        if os.path.lexists(link):
+            if not os.path.islink(link):
+                # A real download from an earlier plain Jittor install: leave it, it works too.
+                continue
+            os.remove(link)
+        os.symlink(target, link)
+    return True
+
+
+def _configure_environment():
+    global onednn_active
+    if shutil.which(os.environ.get('cc_path', 'g++')) is None:
+        raise JittorEnvironmentError(
+            'g++ was not found on PATH. Jittor compiles its kernels with g++ at run time: install it '
+            '(Debian/Ubuntu: apt-get install g++) or point the cc_path environment variable at a C++ '
+            'compiler.')
+    for flag in _OPTIONAL_DOWNLOADS:
+        os.environ.setdefault(flag, '0')
+
+    if os.environ.get('use_mkl', '1') == '1':
+        onednn_active = link_system_onednn()
+        if not onednn_active:
+            os.environ['use_mkl'] = '0'  # otherwise Jittor tries to download oneDNN and crashes offline
+    if not onednn_active:
+        warnings.warn(
+            'jt_mm_plugins: oneDNN is not available to Jittor, so its CPU convolutions will be about '
+            '100x slower (ResNet-50 step ~60 s instead of ~0.6 s). Install it as root with '
+            '"apt-get install libdnnl-dev" (or run scripts/setup.sh) and restart Python.',
+            RuntimeWarning, stacklevel=3)
+
+    if 'nvcc_path' not in os.environ:
+        nvcc = shutil.which('nvcc') or ('/usr/local/cuda/bin/nvcc'
+                                        if os.path.exists('/usr/local/cuda/bin/nvcc') else None)
+        if torch.cuda.is_available() and nvcc:
+            os.environ['nvcc_path'] = nvcc
+        else:
+            if torch.cuda.is_available():
+                warnings.warn('jt_mm_plugins: torch sees a GPU but no nvcc was found, so Jittor runs '
+                              'on the CPU. Install the CUDA toolkit or set nvcc_path.', RuntimeWarning,
+                              stacklevel=3)
+            # An empty path disables CUDA in Jittor, and also stops it downloading its own toolkit.
+            os.environ['nvcc_path'] = ''
+
+
+if 'jittor' in sys.modules:
+    # Too late to configure; at least say so instead of failing obscurely later.
+    warnings.warn('jt_mm_plugins.runtime was imported after jittor: the offline/oneDNN/device '
+                  'settings could not be applied. Import jt_mm_plugins before jittor.',
+                  RuntimeWarning)
+else:
+    _configure_environment()
+
+import jittor as jt  # noqa: E402  (must follow the configuration above)
+
+if jt.has_cuda and torch.cuda.is_available():
+    jt.flags.use_cuda = 1
+    cuda_active = True
+
+
+def describe() -> str:
+    """One line on how Jittor is configured, for logs and bug reports."""
+    return (f'jittor {jt.__version__}: device={"cuda" if cuda_active else "cpu"}, '
+            f'oneDNN={"on" if onednn_active else "OFF (slow CPU convolution)"}, '
+            f'torch {torch.__version__}')
+
+
+def _warmup():
+    """Compile the kernels every detector needs once, so later runs start fast."""
+    import numpy as np
+    x = jt.array(np.random.rand(2, 3, 32, 32).astype('float32'))
+    conv = jt.nn.Conv2d(3, 8, 3, padding=1)
+    bn = jt.nn.BatchNorm2d(8)
+    y = jt.nn.relu(bn(conv(x)))
+    y = jt.nn.pool(y, 2, 'maximum') + jt.nn.pool(y, 2, 'mean')
+    loss = (y.reshape(2, -1) @ jt.ones((y.shape[1] * y.shape[2] * y.shape[3], 4))).sum()
+    grads = jt.grad(loss, [x, conv.weight])
+    jt.sync(grads)
+    print(describe())
+
+
+if __name__ == '__main__':
+    if '--warmup' in sys.argv:
+        _warmup()
+    else:
+        print(describe())

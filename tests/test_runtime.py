@@ -1,0 +1,86 @@
+"""jt_mm_plugins.runtime: offline, oneDNN, device choice, clear errors."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run_python(code: str, env_update=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(env_update or {}))
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_import_attempts_no_network_connection():
+    """Every socket connection attempt raises; importing the whole package must still succeed."""
+    result = _run_python('''
+        import socket
+        attempts = []
+        def refuse(self, address, *a, **k):
+            attempts.append(address)
+            raise OSError(f'network access attempted: {address}')
+        socket.socket.connect = refuse
+        socket.socket.connect_ex = refuse
+        socket.create_connection = lambda address, *a, **k: refuse(None, address)
+        import jt_mm_plugins
+        from jt_mm_plugins.runtime import jt
+        x = jt.array([1.0, 2.0])
+        assert float((x * 2).sum().item()) == 6.0
+        print('ATTEMPTS', attempts)
+    ''')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'ATTEMPTS []' in result.stdout
+
+
+def test_onednn_is_active_on_this_machine():
+    if not os.path.exists('/usr/include/dnnl.h'):
+        pytest.fail('libdnnl-dev is not installed: run scripts/setup.sh (as root) first')
+    from jt_mm_plugins import runtime
+    assert runtime.onednn_active
+    assert 'oneDNN=on' in runtime.describe()
+    # Jittor compiled its oneDNN ops: the mkl conv op is registered.
+    from jt_mm_plugins.runtime import jt
+    assert jt.compile_extern.mkl_ops is not None
+
+
+def test_jittor_device_follows_torch():
+    import torch
+    from jt_mm_plugins import runtime
+    assert bool(runtime.jt.flags.use_cuda) == (torch.cuda.is_available() and runtime.cuda_active)
+    if not torch.cuda.is_available():
+        assert os.environ.get('nvcc_path', '') == '' or not runtime.cuda_active
+
+
+def test_optional_downloads_are_off_by_default():
+    from jt_mm_plugins import runtime  # noqa: F401
+    for flag in ('use_cutt', 'use_cutlass', 'use_nccl', 'use_mpi'):
+        assert os.environ[flag] == '0'
+
+
+def test_missing_gxx_gives_a_clear_error():
+    result = _run_python('''
+        import jt_mm_plugins.runtime
+    ''', env_update={'cc_path': 'definitely-not-a-compiler-xyz'})
+    assert result.returncode != 0
+    assert 'g++ was not found' in result.stderr
+
+
+def test_missing_onednn_warns_loudly(tmp_path):
+    """With oneDNN unavailable, importing warns that CPU convolution is ~100x slower."""
+    result = _run_python('''
+        import warnings
+        warnings.simplefilter('always')
+        import jt_mm_plugins.runtime as r
+        r.ONEDNN_HEADER = '/nonexistent/dnnl.h'
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            r._configure_environment()
+        print('WARNED', any('100x slower' in str(w.message) for w in caught))
+        print('USE_MKL', __import__('os').environ['use_mkl'])
+    ''', env_update={'use_mkl': '1'})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'WARNED True' in result.stdout and 'USE_MKL 0' in result.stdout

@@ -1,0 +1,186 @@
+"""Speed and memory of Jittor components against their PyTorch references, in one process.
+
+For each component (the alignment pairs of jt_mm_plugins/alignment/pairs.py) and the same input shapes,
+three variants run one forward + backward step:
+
+* ``pytorch``: the PyTorch reference (mmdet / open_clip module);
+* ``jittor``: the bare Jittor module, no bridge (``jt.grad`` wrt inputs and parameters);
+* ``bridged``: the Jittor module behind the torch bridge, as an mmdet config uses it.
+
+Each variant is warmed up (Jittor compiles kernels on first use), then timed ``--iters`` times with
+synchronisation; the median is reported. Peak memory is the largest resident-set growth over the
+variant's timed steps, sampled every millisecond by a background thread (CPU), or
+``torch.cuda.max_memory_allocated`` on GPU for the PyTorch variant.
+
+    python tools/benchmark.py                       # all components, real sizes
+    python tools/benchmark.py clip_resnet --iters 20 --markdown bench.md
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from typing import Callable, Dict, List
+
+import torch
+
+import jt_mm_plugins  # noqa: F401
+from jt_mm_plugins import runtime
+from jt_mm_plugins.alignment import ALIGNMENT_PAIRS, get_pair
+from jt_mm_plugins.bridge import torch_to_jittor
+from jt_mm_plugins.runtime import jt
+
+
+class PeakRSS:
+    """Context manager measuring the peak resident-set growth (bytes) while it is active."""
+
+    def __init__(self, interval: float = 0.001):
+        self.interval = interval
+        self.page = os.sysconf('SC_PAGE_SIZE')
+
+    def _rss(self) -> int:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * self.page
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.growth = max(self.peak - self.base, 0)
+
+
+def _torch_step(module: torch.nn.Module, inputs: List[torch.Tensor]) -> Callable[[], None]:
+    xs = [x.detach().clone().requires_grad_() for x in inputs]
+
+    def step():
+        module.zero_grad(set_to_none=True)
+        outs = module(*xs)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        sum(o.float().mean() for o in outs).backward()
+        if xs[0].is_cuda:
+            torch.cuda.synchronize()
+
+    return step
+
+
+def _jittor_step(module, inputs: List[torch.Tensor]) -> Callable[[], None]:
+    xs = [torch_to_jittor(x) for x in inputs]
+    params = [p for p in module.parameters() if not p.is_stop_grad()]
+
+    def step():
+        outs = module(*xs)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        loss = sum(o.float32().mean() for o in outs)
+        grads = jt.grad(loss, params + xs)
+        jt.sync(grads)
+        jt.sync_all(True)
+
+    return step
+
+
+def _time(step: Callable[[], None], warmup: int, iters: int):
+    for _ in range(warmup):
+        step()
+    times = []
+    with PeakRSS() as mem:
+        for _ in range(iters):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times), mem.growth
+
+
+def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool) -> Dict:
+    candidate, reference, inputs = get_pair(name).build(size, 0)
+    candidate.train(training)
+    reference.train(training)
+    steps = {
+        'pytorch': _torch_step(reference, inputs),
+        'jittor': _jittor_step(candidate.jittor_module, inputs),
+        'bridged': _torch_step(candidate, inputs),
+    }
+    result = {'component': name, 'size': size, 'shapes': [list(x.shape) for x in inputs]}
+    for variant, step in steps.items():
+        seconds, peak = _time(step, warmup, iters)
+        result[variant] = {'median_s': seconds, 'peak_rss_mb': peak / 2**20}
+        print(f'  {name:<12} {variant:<8} median {seconds * 1e3:9.1f} ms   '
+              f'peak +{peak / 2**20:8.1f} MB', flush=True)
+    result['bridge_overhead'] = result['bridged']['median_s'] / result['jittor']['median_s'] - 1
+    result['jittor_vs_pytorch'] = result['jittor']['median_s'] / result['pytorch']['median_s']
+    result['bridged_vs_pytorch'] = result['bridged']['median_s'] / result['pytorch']['median_s']
+    return result
+
+
+def to_markdown(results: List[Dict], header: str) -> str:
+    lines = [header, '',
+             '| component | input shapes | PyTorch ms | Jittor ms | bridged ms | bridge overhead '
+             '| Jittor / PyTorch | bridged / PyTorch | peak MB (PyTorch / Jittor / bridged) |',
+             '|---|---|---|---|---|---|---|---|---|']
+    for r in results:
+        shapes = ', '.join('x'.join(map(str, s)) for s in r['shapes'])
+        lines.append(
+            f"| {r['component']} | {shapes} | {r['pytorch']['median_s'] * 1e3:.1f} "
+            f"| {r['jittor']['median_s'] * 1e3:.1f} | {r['bridged']['median_s'] * 1e3:.1f} "
+            f"| {r['bridge_overhead'] * 100:+.1f}% | {r['jittor_vs_pytorch']:.2f}x "
+            f"| {r['bridged_vs_pytorch']:.2f}x | {r['pytorch']['peak_rss_mb']:.0f} / "
+            f"{r['jittor']['peak_rss_mb']:.0f} / {r['bridged']['peak_rss_mb']:.0f} |")
+    return '\n'.join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Jittor vs PyTorch component benchmark')
+    parser.add_argument('components', nargs='*', help='pair names (default: all)')
+    parser.add_argument('--size', choices=['small', 'large'], default='large')
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--iters', type=int, default=10)
+    parser.add_argument('--eval-mode', action='store_true',
+                        help='modules in eval mode (default: train mode, as in training)')
+    parser.add_argument('--json', help='write the raw results here')
+    parser.add_argument('--markdown', help='write the README table here')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.iters < 1 or args.warmup < 0:
+        print('benchmark: --iters must be >= 1 and --warmup >= 0', file=sys.stderr)
+        return 2
+    try:
+        names = [get_pair(n).name for n in (args.components or list(ALIGNMENT_PAIRS))]
+    except KeyError as e:
+        print(f'benchmark: {e.args[0]}', file=sys.stderr)
+        return 2
+    header = (f'Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, '
+              f'torch threads {torch.get_num_threads()}; {runtime.describe()}; '
+              f'{time.strftime("%Y-%m-%d")}; median of {args.iters} steps after {args.warmup} '
+              f'warm-up; {"eval" if args.eval_mode else "train"} mode; forward + backward.')
+    print(header, flush=True)
+    results = [benchmark_pair(n, args.size, args.warmup, args.iters, not args.eval_mode)
+               for n in names]
+    table = to_markdown(results, header)
+    print('\n' + table)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(results, f, indent=2)
+    if args.markdown:
+        with open(args.markdown, 'w') as f:
+            f.write(table + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
