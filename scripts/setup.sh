@@ -105,7 +105,7 @@ fi
 # Linking oneDNN where Jittor looks is done by jt_mm_plugins.runtime at import (also for users who
 # installed the package without this script); the warm-up below triggers it and compiles Jittor's core.
 log "warming Jittor's compile cache (first time: several minutes)"
-"$PY" -m jt_mm_plugins.runtime --warmup
+"$PY" -m jt_mm_plugins --warmup
 
 echo "$want_stamp" > "$STAMP"
 log "done in $(( $(date +%s) - start ))s"

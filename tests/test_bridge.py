@@ -88,12 +88,11 @@ def test_gradcheck_float64_mixed_inputs_and_outputs():
 
 
 def test_gradcheck_float64_parameters():
-    weight_var = jt.array(np.random.randn(5, 4)).float64()
     weight = torch.nn.Parameter(torch.randn(5, 4, dtype=torch.float64))
     x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
 
     def f(x, weight):
-        weight_var.assign(torch_to_jittor(weight))
+        weight_var = torch_to_jittor(weight)  # what a wrapper does when the value changed
         return call_jittor(lambda v: jt.sigmoid(v @ weight_var.transpose(1, 0)), (x, ),
                            params=[(weight_var, weight)])
 

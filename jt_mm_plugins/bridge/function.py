@@ -7,8 +7,8 @@ nesting, any number, integer ones included) back to torch, and registers one
 ``jt.grad`` and returns gradients for the tensor inputs and for ``params``: torch tensors that stand
 for the Jittor Vars ``fn`` reads (a bridged module's weights), so torch's optimizer owns them.
 
-The Jittor graph lives on the autograd context and is dropped after backward (or with the torch graph
-when no backward runs), so Jittor graphs never outlive their training step.
+The Jittor graph lives on the autograd context, so it is freed together with the torch graph of the
+step (when its outputs are dropped): Jittor graphs never outlive their training step.
 """
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
@@ -106,14 +106,15 @@ class _JittorFunction(torch.autograd.Function):
         terms = [(out * torch_to_jittor(g).cast(out.dtype)).sum()
                  for out, g in zip(call.jt_outputs, grad_outputs)
                  if g is not None and _is_float(out.dtype) and not out.is_stop_grad()]
-        grads = jt.grad(sum(terms), targets, retain_graph=False) if (terms and targets) else []
+        # retain_graph: torch may run this backward again (retain_graph=True, gradcheck); the Jittor
+        # graph is freed with the torch graph node that holds it.
+        grads = jt.grad(sum(terms), targets, retain_graph=True) if (terms and targets) else []
         device = grad_outputs[0].device if grad_outputs and grad_outputs[0] is not None else None
         grads = iter([jittor_to_torch(g, device or torch.device('cpu')) for g in grads])
         input_grads = [next(grads) if n else None for n in call.input_needs_grad] \
             if terms and targets else [None] * len(call.input_needs_grad)
         param_grads = [next(grads) if n else None for n in call.param_needs_grad] \
             if terms and targets else [None] * len(call.param_needs_grad)
-        call.release()
         return (None, None, *input_grads, *param_grads)
 
 

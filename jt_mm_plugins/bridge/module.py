@@ -37,11 +37,20 @@ class _StateContainer(torch.nn.Module):
 
 
 class _StateEntry:
-    __slots__ = ('name', 'var', 'tensor', 'is_buffer', 'synced')
+    __slots__ = ('name', 'owner', 'attr', 'var', 'tensor', 'is_buffer', 'synced')
 
-    def __init__(self, name: str, var: 'jt.Var', tensor: torch.Tensor, is_buffer: bool):
-        self.name, self.var, self.tensor, self.is_buffer = name, var, tensor, is_buffer
+    def __init__(self, name: str, owner: 'jt.nn.Module', var: 'jt.Var', tensor: torch.Tensor,
+                 is_buffer: bool):
+        self.name, self.owner, self.var, self.tensor = name, owner, var, tensor
+        self.attr = name.rsplit('.', 1)[-1]
+        self.is_buffer = is_buffer
         self.synced: Optional[Tuple] = None
+
+    def replace_var(self, var: 'jt.Var') -> None:
+        # A new Var object rather than ``assign`` into the old one: a Jittor graph still held by an
+        # earlier autograd node (retain_graph, gradcheck) must keep seeing the values it was built on.
+        setattr(self.owner, self.attr, var)
+        self.var = var
 
     def torch_state_key(self) -> Tuple:
         # In-place updates (optimizer steps, load_state_dict) bump _version; ``.data =`` or
@@ -90,6 +99,7 @@ class JittorModuleWrapper(BaseModule):
             raise TypeError(f'expected a jittor.nn.Module, got {type(module).__name__}')
         self.jittor_module = module  # not a torch Module: a plain attribute
         self._state_entries: List[_StateEntry] = []
+        owners = dict(module.named_modules())
         for name, var in module.named_parameters():
             leaf = name.rsplit('.', 1)[-1]
             is_buffer = leaf in BUFFER_NAMES
@@ -104,7 +114,11 @@ class JittorModuleWrapper(BaseModule):
                     leaf, torch.nn.Parameter(tensor, requires_grad=var.requires_grad))
             # Look the tensor up again: register_* may have wrapped it.
             registered = getattr(parent, leaf)
-            entry = _StateEntry(name, var, registered, is_buffer)
+            owner = owners[name.rsplit('.', 1)[0]] if '.' in name else module
+            if owner.__dict__.get(leaf) is not var:
+                raise TypeError(f'{type(module).__name__}.{name}: the bridge supports Vars held as '
+                                f'plain module attributes only')
+            entry = _StateEntry(name, owner, var, registered, is_buffer)
             entry.synced = entry.torch_state_key()
             self._state_entries.append(entry)
         self.train(module.is_training())
@@ -128,7 +142,10 @@ class JittorModuleWrapper(BaseModule):
         for entry in self._state_entries:
             key = entry.torch_state_key()
             if key != entry.synced:
-                entry.var.assign(torch_to_jittor(entry.tensor.reshape(entry.var.shape)))
+                var = torch_to_jittor(entry.tensor.reshape(tuple(entry.var.shape)))
+                if entry.is_buffer:
+                    var.stop_grad()
+                entry.replace_var(var)
                 entry.synced = key
             if not entry.is_buffer and entry.var.requires_grad != entry.tensor.requires_grad:
                 # Frozen in torch means no gradient work in Jittor either.
@@ -151,14 +168,19 @@ class JittorModuleWrapper(BaseModule):
             set_jittor_train_mode(module, mode)
         return self
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
+    def run_jittor(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` (the Jittor module or one of its methods) as one differentiable torch op,
+        with the Jittor state in step with the torch-owned parameters and buffers."""
         self._push_state_to_jittor()
         trainable = [(e.var, e.tensor) for e in self._state_entries
                      if not e.is_buffer and e.tensor.requires_grad]
-        outputs = call_jittor(self.jittor_module, args, kwargs, trainable)
+        outputs = call_jittor(fn, args, kwargs, trainable)
         if self.training:
             self._pull_buffers_from_jittor()
         return outputs
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.run_jittor(self.jittor_module, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return f'jittor_module={type(self.jittor_module).__name__}'
@@ -180,5 +202,5 @@ def state_dict_to_jittor(module: 'jt.nn.Module', state_dict: Dict[str, torch.Ten
         if value.numel() != var.numel():
             raise ValueError(f'size mismatch for {name}: checkpoint {tuple(value.shape)}, '
                              f'{type(module).__name__} {tuple(var.shape)}')
-        value = value.reshape(var.shape).to(JITTOR_TO_TORCH_DTYPE[str(var.dtype)])
+        value = value.reshape(tuple(var.shape)).to(JITTOR_TO_TORCH_DTYPE[str(var.dtype)])
         var.assign(torch_to_jittor(value))

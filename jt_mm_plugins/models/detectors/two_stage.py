@@ -1,0 +1,152 @@
+"""Two-stage detection in Jittor: the Jittor core, and the mmdet-facing detector that bridges it once."""
+import copy
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from mmdet.models.detectors.base import BaseDetector
+from mmdet.structures import SampleList
+from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
+
+from jt_mm_plugins.bridge import JITTOR_MODELS, JittorModuleWrapper, build_jittor_module
+from jt_mm_plugins.runtime import jt
+
+
+@JITTOR_MODELS.register_module()
+class JittorTwoStageCore(jt.nn.Module):
+    """The Jittor side of a two-stage detector: backbone, neck, RPN head and RoI head, all Jittor.
+
+    It speaks the Jittor-native interface (lists of dicts of Vars instead of ``DetDataSample``) and is
+    driven by :class:`JittorTwoStageDetector`, which owns its state in torch. Config handling mirrors
+    mmdet's ``TwoStageDetector``: the RPN head gets ``train_cfg.rpn`` / ``test_cfg.rpn`` and
+    ``num_classes=1``; the RoI head gets ``train_cfg.rcnn`` / ``test_cfg.rcnn``.
+    """
+
+    def __init__(self, backbone: dict, rpn_head: dict, roi_head: dict, neck: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None) -> None:
+        super().__init__()
+        if test_cfg is None or 'rpn' not in test_cfg or 'rcnn' not in test_cfg:
+            raise KeyError('a two-stage detector needs test_cfg with "rpn" and "rcnn" entries')
+        self.train_cfg, self.test_cfg = train_cfg, test_cfg
+        self.backbone = build_jittor_module(backbone)
+        self.neck = build_jittor_module(neck) if neck is not None else None
+        rpn_head = copy.deepcopy(rpn_head)
+        rpn_head.update(train_cfg=train_cfg.rpn if train_cfg is not None else None,
+                        test_cfg=test_cfg.rpn)
+        if rpn_head.get('num_classes', 1) != 1:
+            raise ValueError('the RPN head is class-agnostic: its num_classes must be 1, got '
+                             f'{rpn_head["num_classes"]}')
+        rpn_head['num_classes'] = 1
+        self.rpn_head = build_jittor_module(rpn_head)
+        roi_head = copy.deepcopy(roi_head)
+        roi_head.update(train_cfg=train_cfg.rcnn if train_cfg is not None else None,
+                        test_cfg=test_cfg.rcnn)
+        self.roi_head = build_jittor_module(roi_head)
+
+    def extract_feat(self, inputs: jt.Var) -> Tuple[jt.Var, ...]:
+        x = self.backbone(inputs)
+        return self.neck(x) if self.neck is not None else x
+
+    def execute(self, inputs: jt.Var) -> Tuple:
+        """Features and the RPN head's raw outputs (mmdet's ``mode='tensor'``)."""
+        x = self.extract_feat(inputs)
+        return tuple(x), self.rpn_head(x)
+
+    def loss(self, inputs: jt.Var, batch_gt_instances: List[Dict],
+             batch_img_metas: List[Dict]) -> Dict:
+        x = self.extract_feat(inputs)
+        proposal_cfg = self.train_cfg.get('rpn_proposal', self.test_cfg['rpn']) \
+            if self.train_cfg is not None else self.test_cfg['rpn']
+        # The RPN is class-agnostic: every ground truth is label 0 for it.
+        rpn_gts = [dict(gt, labels=jt.zeros_like(gt['labels'])) for gt in batch_gt_instances]
+        rpn_losses, proposals = self.rpn_head.loss_and_predict(
+            x, rpn_gts, batch_img_metas, proposal_cfg=proposal_cfg)
+        losses = {(f'rpn_{k}' if 'loss' in k and 'rpn' not in k else k): v
+                  for k, v in rpn_losses.items()}
+        losses.update(self.roi_head.loss(x, proposals, batch_gt_instances, batch_img_metas))
+        return losses
+
+    def predict(self, inputs: jt.Var, batch_img_metas: List[Dict],
+                rescale: bool = True) -> List[Dict]:
+        x = self.extract_feat(inputs)
+        proposals = self.rpn_head.predict(x, batch_img_metas, rescale=False)
+        return self.roi_head.predict(x, proposals, batch_img_metas, rescale=rescale)
+
+
+class JittorTwoStageDetector(JittorModuleWrapper, BaseDetector):
+    """An mmdet detector whose every part runs in Jittor, with one bridge at the detector boundary.
+
+    Images arrive from mmdet's data preprocessor (torch); ground truths and image metas are unpacked
+    from ``DetDataSample`` into the Jittor-native form; the Jittor core computes losses or predictions;
+    losses come back as torch scalars whose gradients reach the torch-owned parameters (named exactly
+    as in the mmdet detector, so mmdet checkpoints load strictly), and predictions come back as
+    ``DetDataSample.pred_instances`` so mmdet's metrics and visualizer work unchanged.
+
+    Args:
+        backbone, neck, rpn_head, roi_head (dict): Configs of the Jittor parts (``JittorResNet``,
+            ``JittorFPN``, ``JittorRPNHead``, ``JittorStandardRoIHead``, ...).
+        train_cfg, test_cfg (dict): As for mmdet's ``TwoStageDetector``.
+        data_preprocessor (dict, optional): mmdet's data preprocessor config (runs in torch).
+        init_cfg (dict, optional): mmengine initialisation config (e.g. ``Pretrained``).
+    """
+    jittor_class = JittorTwoStageCore
+
+    def __init__(self, backbone: dict, rpn_head: dict, roi_head: dict, neck: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
+        BaseDetector.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self._attach(self.jittor_class(
+            backbone=_plain(backbone), neck=_plain(neck), rpn_head=_plain(rpn_head),
+            roi_head=_plain(roi_head), train_cfg=_plain(train_cfg), test_cfg=_plain(test_cfg)))
+
+    # BaseDetector.forward dispatches on ``mode`` to loss / predict / _forward.
+    forward = BaseDetector.forward
+
+    @staticmethod
+    def _unpack(data_samples: SampleList) -> Tuple[List[Dict], List[Dict]]:
+        if not data_samples:
+            raise ValueError('JittorTwoStageDetector got an empty batch (no data samples)')
+        gts = []
+        for sample in data_samples:
+            boxes = sample.gt_instances.bboxes
+            boxes = boxes.tensor if hasattr(boxes, 'tensor') else boxes  # mmdet's HorizontalBoxes
+            gts.append({'bboxes': boxes.float().reshape(-1, 4),
+                        'labels': sample.gt_instances.labels.long()})
+        return gts, [sample.metainfo for sample in data_samples]
+
+    def loss(self, inputs: torch.Tensor, data_samples: SampleList) -> Dict:
+        gts, metas = self._unpack(data_samples)
+        losses = self.run_jittor(self.jittor_module.loss, inputs, gts, metas)
+        for name, value in losses.items():
+            for v in (value if isinstance(value, (list, tuple)) else [value]):
+                if 'loss' in name and not torch.isfinite(v).all():
+                    raise FloatingPointError(f'{type(self).__name__}: {name} is not finite ({v})')
+        return losses
+
+    def predict(self, inputs: torch.Tensor, data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        _, metas = self._unpack(data_samples) if data_samples[0].get('gt_instances') is not None \
+            else (None, [s.metainfo for s in data_samples])
+        with torch.no_grad():
+            results = self.run_jittor(self.jittor_module.predict, inputs, metas, rescale)
+        instances = []
+        for result in results:
+            instance = InstanceData()
+            instance.bboxes = result['bboxes'].float()
+            instance.scores = result['scores'].float()
+            instance.labels = result['labels'].long()
+            instances.append(instance)
+        return self.add_pred_to_datasample(data_samples, instances)
+
+    def _forward(self, inputs: torch.Tensor, data_samples: SampleList = None) -> Tuple:
+        return self.run_jittor(self.jittor_module, inputs)
+
+    def extract_feat(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return self.run_jittor(self.jittor_module.extract_feat, inputs)
+
+
+def _plain(cfg):
+    """ConfigDict -> dict recursively (Jittor modules take plain configs)."""
+    if isinstance(cfg, ConfigDict):
+        return cfg.to_dict()
+    return copy.deepcopy(cfg)
