@@ -29,8 +29,9 @@ import torch
 
 import jt_mm_plugins  # noqa: F401
 from jt_mm_plugins import runtime
-from jt_mm_plugins.alignment import ALIGNMENT_PAIRS, get_pair
+from jt_mm_plugins.alignment import ALIGNMENT_PAIRS, fresh_inputs, get_pair, leaves
 from jt_mm_plugins.bridge import torch_to_jittor
+from jt_mm_plugins.bridge.tensors import map_structure
 from jt_mm_plugins.runtime import jt
 
 
@@ -63,29 +64,31 @@ class PeakRSS:
         self.growth = max(self.peak - self.base, 0)
 
 
-def _torch_step(module: torch.nn.Module, inputs: List[torch.Tensor]) -> Callable[[], None]:
-    xs = [x.detach().clone().requires_grad_() for x in inputs]
+def _torch_step(module: torch.nn.Module, inputs: List) -> Callable[[], None]:
+    xs = fresh_inputs(inputs)
 
     def step():
         module.zero_grad(set_to_none=True)
         outs = module(*xs)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         sum(o.float().mean() for o in outs).backward()
-        if xs[0].is_cuda:
+        if torch.cuda.is_available():
             torch.cuda.synchronize()
 
     return step
 
 
-def _jittor_step(module, inputs: List[torch.Tensor]) -> Callable[[], None]:
-    xs = [torch_to_jittor(x) for x in inputs]
+def _jittor_step(module, inputs: List) -> Callable[[], None]:
+    xs = map_structure(torch_to_jittor, inputs)
+    input_vars = []
+    map_structure(input_vars.append, xs)
     params = [p for p in module.parameters() if not p.is_stop_grad()]
 
     def step():
         outs = module(*xs)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         loss = sum(o.float32().mean() for o in outs)
-        grads = jt.grad(loss, params + xs)
+        grads = jt.grad(loss, params + input_vars)
         jt.sync(grads)
         jt.sync_all(True)
 
@@ -113,7 +116,7 @@ def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool
         'jittor': _jittor_step(candidate.jittor_module, inputs),
         'bridged': _torch_step(candidate, inputs),
     }
-    result = {'component': name, 'size': size, 'shapes': [list(x.shape) for x in inputs]}
+    result = {'component': name, 'size': size, 'shapes': [list(x.shape) for x in leaves(inputs)]}
     for variant, step in steps.items():
         seconds, peak = _time(step, warmup, iters)
         result[variant] = {'median_s': seconds, 'peak_rss_mb': peak / 2**20}

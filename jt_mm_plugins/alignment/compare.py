@@ -30,14 +30,23 @@ class DiffRow:
         return value <= self.tolerance
 
 
-def _leaves(obj: Any) -> List[torch.Tensor]:
+def leaves(obj: Any) -> List[torch.Tensor]:
     if isinstance(obj, torch.Tensor):
         return [obj]
     if isinstance(obj, (list, tuple)):
-        return [t for x in obj for t in _leaves(x)]
+        return [t for x in obj for t in leaves(x)]
     if isinstance(obj, dict):
-        return [t for k in sorted(obj) for t in _leaves(obj[k])]
+        return [t for k in sorted(obj) for t in leaves(obj[k])]
     return []
+
+
+def fresh_inputs(inputs: Sequence[Any]) -> List[Any]:
+    """Detached copies of the (possibly nested) positional inputs; floating ones require grad."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.detach().clone().requires_grad_(inputs.is_floating_point())
+    if isinstance(inputs, (list, tuple)):
+        return type(inputs)(fresh_inputs(x) for x in inputs)
+    return inputs
 
 
 def _diff(a: torch.Tensor, b: torch.Tensor):
@@ -60,12 +69,11 @@ def compare_modules(candidate: torch.nn.Module, reference: torch.nn.Module,
     """Run both modules on ``inputs`` and return one :class:`DiffRow` per compared quantity."""
     candidate.train(training)
     reference.train(training)
-    cand_inputs = [x.detach().clone().requires_grad_(x.is_floating_point()) for x in inputs]
-    ref_inputs = [x.detach().clone().requires_grad_(x.is_floating_point()) for x in inputs]
+    cand_inputs, ref_inputs = fresh_inputs(inputs), fresh_inputs(inputs)
     for module in (candidate, reference):
         module.zero_grad(set_to_none=True)
-    cand_out = _leaves(candidate(*cand_inputs))
-    ref_out = _leaves(reference(*ref_inputs))
+    cand_out = leaves(candidate(*cand_inputs))
+    ref_out = leaves(reference(*ref_inputs))
     if len(cand_out) != len(ref_out):
         raise ValueError(f'{len(cand_out)} outputs vs {len(ref_out)} from the reference')
 
@@ -83,7 +91,7 @@ def compare_modules(candidate: torch.nn.Module, reference: torch.nn.Module,
         return rows
     cand_loss.backward()
     ref_loss.backward()
-    for i, (c, r) in enumerate(zip(cand_inputs, ref_inputs)):
+    for i, (c, r) in enumerate(zip(leaves(cand_inputs), leaves(ref_inputs))):
         if r.grad is not None:
             rows.append(DiffRow('input grad', f'input[{i}]', *_diff(c.grad, r.grad),
                                 tolerances['grad_rel']))

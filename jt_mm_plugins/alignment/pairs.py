@@ -18,7 +18,9 @@ Built = Tuple[torch.nn.Module, torch.nn.Module, List[torch.Tensor]]
 class AlignmentPair:
     name: str
     description: str
-    build: Callable[[str, int], Built]  # (size, seed) -> (bridged Jittor, PyTorch reference, inputs)
+    # (size, seed) -> (bridged Jittor module, PyTorch reference, positional inputs (tensors or
+    # tuples of tensors))
+    build: Callable[[str, int], Built]
     tolerances: Tolerances = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
 
 
@@ -54,35 +56,12 @@ def _load_identical(candidate: torch.nn.Module, reference: torch.nn.Module, seed
                               strict=True)
 
 
-class _ModifiedResNetTrunk(torch.nn.Module):
-    """open_clip's ModifiedResNet returning its four stage outputs (no attention pool)."""
-
-    def __init__(self, layers, width):
-        super().__init__()
-        from open_clip.modified_resnet import ModifiedResNet
-        net = ModifiedResNet(layers=layers, output_dim=width * 8, heads=max(width // 8, 1),
-                             image_size=64, width=width)
-        # Same attribute names as ModifiedResNet, so state-dict keys are the CLIP ones.
-        for name in ('conv1', 'bn1', 'act1', 'conv2', 'bn2', 'act2', 'conv3', 'bn3', 'act3',
-                     'avgpool', 'layer1', 'layer2', 'layer3', 'layer4'):
-            setattr(self, name, getattr(net, name))
-        self._stem = net.stem
-
-    def forward(self, x):
-        x = self._stem(x)
-        outs = []
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
-            x = layer(x)
-            outs.append(x)
-        return tuple(outs)
-
-
 @alignment_pair('clip_resnet', "CLIPResNet (Jittor) vs open_clip's ModifiedResNet trunk")
 def build_clip_resnet(size: str = 'small', seed: int = 0) -> Built:
     from mmdet.registry import MODELS
     torch.manual_seed(seed)
     layers, width, hw, batch = _sized(size, ([1, 1, 1, 1], 16, 64, 2), ([3, 4, 6, 3], 64, 224, 2))
-    reference = _ModifiedResNetTrunk(layers, width)
+    reference = MODELS.build(dict(type='OpenCLIPResNet', layers=layers, width=width))
     candidate = MODELS.build(dict(type='CLIPResNet', layers=layers, width=width))
     _load_identical(candidate, reference, seed)
     return candidate, reference, [torch.randn(batch, 3, hw, hw)]
@@ -99,8 +78,8 @@ def build_fpn(size: str = 'small', seed: int = 0) -> Built:
     reference = MODELS.build(dict(type='FPN', **cfg))
     candidate = MODELS.build(dict(type='JittorFPN', **cfg))
     _load_identical(candidate, reference, seed)
-    inputs = [torch.randn(2, c, hw // 2**i, hw // 2**i) for i, c in enumerate(in_channels)]
-    return candidate, reference, inputs
+    feats = tuple(torch.randn(2, c, hw // 2**i, hw // 2**i) for i, c in enumerate(in_channels))
+    return candidate, reference, [feats]  # FPN takes one argument: the tuple of levels
 
 
 @alignment_pair('resnet', "JittorResNet vs mmdet's ResNet")

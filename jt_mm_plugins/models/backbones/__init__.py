@@ -1,0 +1,4 @@
+"""Jittor components; each module registers itself when imported."""
+from .resnet import JittorResNet  # noqa: F401
+from .clip_resnet import CLIPResNet  # noqa: F401
+from .open_clip_resnet import OpenCLIPResNet  # noqa: F401

@@ -1,0 +1,3 @@
+"""Jittor components; each module registers itself when imported."""
+from .anchor_head import JittorAnchorHead  # noqa: F401
+from .rpn_head import JittorRPNHead  # noqa: F401

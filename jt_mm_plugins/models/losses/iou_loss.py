@@ -1,0 +1,185 @@
+"""Jittor twins of mmdet's ``IoULoss`` and ``GIoULoss`` (mmdet/models/losses/iou_loss.py)."""
+import warnings
+from typing import Optional, Union
+
+from jt_mm_plugins.ops.bbox_overlaps import bbox_overlaps
+from jt_mm_plugins.runtime import jt
+from ..task_modules.registry import JITTOR_LOSSES
+from .utils import check_reduction, weighted_loss, zero_weight_shortcut
+
+IOU_LOSS_MODES = ('linear', 'square', 'log')
+
+
+def _clamp_min(x: jt.Var, low: float) -> jt.Var:
+    # torch.clamp's gradient passes where x >= low
+    return jt.ternary(x < low, jt.zeros_like(x) + low, x)
+
+
+@weighted_loss
+def iou_loss(pred: jt.Var,
+             target: jt.Var,
+             linear: bool = False,
+             mode: str = 'log',
+             eps: float = 1e-6) -> jt.Var:
+    """Element-wise IoU loss of aligned box pairs (`UnitBox <https://arxiv.org/abs/1608.01471>`_).
+
+    Args:
+        pred (jt.Var): Predicted boxes (x1, y1, x2, y2), shape (n, 4).
+        target (jt.Var): Target boxes, shape (n, 4).
+        linear (bool): Deprecated alias of ``mode='linear'``. Defaults to False.
+        mode (str): 'linear' (1 - IoU), 'square' (1 - IoU^2) or 'log' (-log IoU).
+            Defaults to 'log'.
+        eps (float): Lower clamp of the IoU. Defaults to 1e-6.
+
+    Returns:
+        jt.Var: Loss per pair, shape (n,).
+    """
+    if mode not in IOU_LOSS_MODES:
+        raise ValueError(f'iou_loss: mode must be one of {IOU_LOSS_MODES}, got {mode!r}')
+    if linear:
+        mode = 'linear'
+        warnings.warn('DeprecationWarning: Setting "linear=True" in iou_loss is deprecated, '
+                      'please use "mode=`linear`" instead.')
+    ious = _clamp_min(bbox_overlaps(pred, target, is_aligned=True), eps)
+    if mode == 'linear':
+        return 1 - ious
+    if mode == 'square':
+        return 1 - ious * ious
+    return -ious.log()
+
+
+@weighted_loss
+def giou_loss(pred: jt.Var, target: jt.Var, eps: float = 1e-7) -> jt.Var:
+    """Element-wise `GIoU <https://arxiv.org/abs/1902.09630>`_ loss of aligned box pairs.
+
+    Args:
+        pred (jt.Var): Predicted boxes (x1, y1, x2, y2), shape (n, 4).
+        target (jt.Var): Target boxes, shape (n, 4).
+        eps (float): Lower clamp of the union and enclosing areas. Defaults to 1e-7.
+
+    Returns:
+        jt.Var: Loss per pair (1 - GIoU), shape (n,).
+    """
+    return 1 - bbox_overlaps(pred, target, mode='giou', is_aligned=True, eps=eps)
+
+
+def _reduce_weight_to_boxes(weight: Optional[jt.Var], pred: jt.Var, owner: str) -> Optional[jt.Var]:
+    """mmdet averages an (n, 4) weight to (n,) to match the per-box IoU loss."""
+    if weight is None or weight.ndim <= 1:
+        return weight
+    if tuple(weight.shape) != tuple(pred.shape):
+        raise ValueError(f'{owner}: weight {tuple(weight.shape)} must be (n,) or shaped like pred '
+                         f'{tuple(pred.shape)}')
+    return weight.mean(-1)
+
+
+@JITTOR_LOSSES.register_module()
+class IoULoss(jt.nn.Module):
+    """IoU loss of `UnitBox <https://arxiv.org/abs/1608.01471>`_, as mmdet's ``IoULoss``.
+
+    Args:
+        linear (bool): Deprecated alias of ``mode='linear'``. Defaults to False.
+        eps (float): Lower clamp of the IoU. Defaults to 1e-6.
+        reduction (str): 'none', 'mean' or 'sum'. Defaults to 'mean'.
+        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+        mode (str): 'linear', 'square' or 'log'. Defaults to 'log'.
+    """
+
+    def __init__(self,
+                 linear: bool = False,
+                 eps: float = 1e-6,
+                 reduction: str = 'mean',
+                 loss_weight: float = 1.0,
+                 mode: str = 'log') -> None:
+        super().__init__()
+        if mode not in IOU_LOSS_MODES:
+            raise ValueError(f'IoULoss: mode must be one of {IOU_LOSS_MODES}, got {mode!r}')
+        check_reduction(reduction, 'IoULoss')
+        if linear:
+            mode = 'linear'
+            warnings.warn('DeprecationWarning: Setting "linear=True" in IOULoss is deprecated, '
+                          'please use "mode=`linear`" instead.')
+        self.mode = mode
+        self.linear = linear
+        self.eps = eps
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+
+    def execute(self,
+                pred: jt.Var,
+                target: jt.Var,
+                weight: Optional[jt.Var] = None,
+                avg_factor: Optional[Union[float, jt.Var]] = None,
+                reduction_override: Optional[str] = None) -> jt.Var:
+        """Compute the loss.
+
+        Args:
+            pred (jt.Var): Predicted boxes (n, 4).
+            target (jt.Var): Target boxes (n, 4).
+            weight (jt.Var, optional): Weight (n,) or (n, 4). Defaults to None.
+            avg_factor (float | jt.Var, optional): Divisor for 'mean'. Defaults to None.
+            reduction_override (str, optional): Overrides ``reduction``. Defaults to None.
+
+        Returns:
+            jt.Var: The loss.
+        """
+        check_reduction(reduction_override, 'IoULoss')
+        reduction = reduction_override if reduction_override else self.reduction
+        if reduction != 'none':
+            shortcut = zero_weight_shortcut(pred, weight)
+            if shortcut is not None:
+                return shortcut
+        weight = _reduce_weight_to_boxes(weight, pred, 'IoULoss')
+        return self.loss_weight * iou_loss(
+            pred,
+            target,
+            weight,
+            mode=self.mode,
+            eps=self.eps,
+            reduction=reduction,
+            avg_factor=avg_factor)
+
+
+@JITTOR_LOSSES.register_module()
+class GIoULoss(jt.nn.Module):
+    """`Generalized IoU loss <https://arxiv.org/abs/1902.09630>`_, as mmdet's ``GIoULoss``.
+
+    Args:
+        eps (float): Lower clamp of the union and enclosing areas. Defaults to 1e-6.
+        reduction (str): 'none', 'mean' or 'sum'. Defaults to 'mean'.
+        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+    """
+
+    def __init__(self, eps: float = 1e-6, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
+        super().__init__()
+        check_reduction(reduction, 'GIoULoss')
+        self.eps = eps
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+
+    def execute(self,
+                pred: jt.Var,
+                target: jt.Var,
+                weight: Optional[jt.Var] = None,
+                avg_factor: Optional[Union[float, jt.Var]] = None,
+                reduction_override: Optional[str] = None) -> jt.Var:
+        """Compute the loss.
+
+        Args:
+            pred (jt.Var): Predicted boxes (n, 4).
+            target (jt.Var): Target boxes (n, 4).
+            weight (jt.Var, optional): Weight (n,) or (n, 4). Defaults to None.
+            avg_factor (float | jt.Var, optional): Divisor for 'mean'. Defaults to None.
+            reduction_override (str, optional): Overrides ``reduction``. Defaults to None.
+
+        Returns:
+            jt.Var: The loss.
+        """
+        shortcut = zero_weight_shortcut(pred, weight)
+        if shortcut is not None:
+            return shortcut
+        check_reduction(reduction_override, 'GIoULoss')
+        reduction = reduction_override if reduction_override else self.reduction
+        weight = _reduce_weight_to_boxes(weight, pred, 'GIoULoss')
+        return self.loss_weight * giou_loss(
+            pred, target, weight, eps=self.eps, reduction=reduction, avg_factor=avg_factor)

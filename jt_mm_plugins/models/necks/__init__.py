@@ -1,0 +1,2 @@
+"""Jittor components; each module registers itself when imported."""
+from .fpn import JittorFPN  # noqa: F401

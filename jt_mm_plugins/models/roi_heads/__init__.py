@@ -1,0 +1,13 @@
+"""Jittor components; each module registers itself when imported."""
+from .bbox_head import JittorBBoxHead
+from .convfc_bbox_head import (JittorConvFCBBoxHead, JittorShared2FCBBoxHead,
+                               JittorShared4Conv1FCBBoxHead)
+from .single_roi_extractor import JittorSingleRoIExtractor
+from .standard_roi_head import JittorStandardRoIHead
+from .utils import bbox2roi, jittor_type, multiclass_nms
+
+__all__ = [
+    'JittorBBoxHead', 'JittorConvFCBBoxHead', 'JittorShared2FCBBoxHead',
+    'JittorShared4Conv1FCBBoxHead', 'JittorSingleRoIExtractor', 'JittorStandardRoIHead', 'bbox2roi',
+    'jittor_type', 'multiclass_nms'
+]

@@ -1,0 +1,6 @@
+"""Jittor detection kernels with CPU and CUDA sources, following ``mmcv.ops`` / mmdet semantics."""
+from .bbox_overlaps import bbox_overlaps
+from .nms import batched_nms, nms
+from .roi_align import RoIAlign, roi_align
+
+__all__ = ['bbox_overlaps', 'nms', 'batched_nms', 'roi_align', 'RoIAlign']
