@@ -194,6 +194,15 @@ def test_standalone_activations_match_mmcv(act_cfg):
     check(compare(jt_act, torch_act, x, train=True))
 
 
+def test_efficient_conv_bn_eval_matches_mmcv():
+    # mmcv folds BN into the conv weights in eval mode; the Jittor twin runs them unfused.
+    jt_module, torch_module = build_pair(8, 8, 3, padding=1, norm_cfg=dict(type='BN'),
+                                         efficient_conv_bn_eval=True)
+    assert torch_module.efficient_conv_bn_eval_forward is not None
+    x = np.random.default_rng(9).standard_normal((2, 8, 7, 7)).astype(np.float32)
+    check(compare(jt_module, torch_module, x, train=False))
+
+
 def test_activate_and_norm_switches():
     jt_module, torch_module = build_pair(8, 8, 3, padding=1, norm_cfg=dict(type='BN'))
     set_mode(jt_module, torch_module, train=False)

@@ -37,7 +37,7 @@ needs_cuda = pytest.mark.skipif(
     'GPU machine only')
 
 
-# --- CUDA emulation ---------------------------------------------------------------------------------
+# --- CUDA emulation --------------------------------------------------------------------------
 # Runs the cuda_header / cuda_src of a jt.code op on the CPU, expanded the way Jittor expands it
 # (@alias -> #defines, inN_p / inN_shapeK / data[...]), with every CUDA thread of a block a
 # std::thread, __syncthreads a barrier and __shared__ a block-wide static; blocks run one after
@@ -125,7 +125,8 @@ def emulate_cuda_op(header: str, src: str, inputs, outputs, data=None) -> None:
     if shutil.which('g++') is None:
         pytest.skip('g++ is needed to emulate the CUDA sources')
     data = dict(data or {})
-    arrays = [('in', i, a) for i, a in enumerate(inputs)] + [('out', i, a) for i, a in enumerate(outputs)]
+    arrays = ([('in', i, a) for i, a in enumerate(inputs)] +
+              [('out', i, a) for i, a in enumerate(outputs)])
     ctype = {'float32': 'float32', 'float64': 'float64', 'int32': 'int32', 'int64': 'int64',
              'bool': 'bool'}
     lines, params, body = [_EMULATION_PRELUDE], [], []
@@ -160,7 +161,8 @@ def emulate_cuda_op(header: str, src: str, inputs, outputs, data=None) -> None:
             f.write(code)
         result = subprocess.run(['g++', '-std=c++20', '-O1', '-shared', '-fPIC', '-pthread',
                                  stem + '.cc', '-o', stem + '.so'], capture_output=True, text=True)
-        assert result.returncode == 0, f'emulated CUDA source does not compile:\n{result.stderr[-4000:]}'
+        assert result.returncode == 0, ('emulated CUDA source does not compile:\n' +
+                                        result.stderr[-4000:])
     lib = ctypes.CDLL(stem + '.so')
     values = np.array([data[k] for k in sorted(data)] or [0.0], np.float64)
     args, shapes = [values.ctypes.data_as(ctypes.c_void_p)], []
@@ -201,8 +203,10 @@ def reference_nms(boxes, scores, iou_threshold, offset=0, score_threshold=0, max
         if not alive[pos]:
             continue
         rest = order[pos + 1:]
-        w = np.maximum(np.float32(0), np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]) + offset)
-        h = np.maximum(np.float32(0), np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]) + offset)
+        w = np.maximum(np.float32(0),
+                       np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]) + offset)
+        h = np.maximum(np.float32(0),
+                       np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]) + offset)
         inter = w * h
         with np.errstate(divide='ignore', invalid='ignore'):
             iou = inter / (areas[i] + areas[rest] - inter)
@@ -345,7 +349,8 @@ def test_batched_nms_ties_keep_input_order(split_thr):
     dets, keep = batched_nms(jt.array(boxes), jt.array(scores), jt.array(idxs), cfg)
     expected = reference_batched_nms(boxes, scores, idxs, 0.5, split_thr, 100)
     np.testing.assert_array_equal(keep.numpy(), expected)
-    np.testing.assert_array_equal(dets.numpy(), np.concatenate([boxes, scores[:, None]], 1)[expected])
+    expected_dets = np.concatenate([boxes, scores[:, None]], 1)[expected]
+    np.testing.assert_array_equal(dets.numpy(), expected_dets)
     # No NMS: a stable sort by score.
     _, keep = batched_nms(jt.array(boxes), jt.array(scores), jt.array(idxs), None)
     np.testing.assert_array_equal(keep.numpy(), np.argsort(-scores, kind='stable'))

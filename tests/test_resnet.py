@@ -3,11 +3,16 @@
 Both models get identical random weights with randomised BatchNorm affines and running statistics:
 the torch model's state dict is loaded into the bridged wrapper with ``strict=True``.
 
-Tolerances (float32, inputs 2x3x64x64):
-* stage outputs: 1e-4 max abs for depth 18 and 50 (measured ~1e-6);
+Tolerances (float32 Jittor, inputs 2x3x64x64), the same for depth 18 and 50:
+* stage outputs: 1e-4 max abs (measured <= 1e-5 eval, <= 2.8e-5 train for depth 50);
 * gradients of the input and of every parameter: 1e-3 relative, where
-  relative(a, b) = max|a - b| / max(max|b|, 1e-6) with b the PyTorch value (measured ~1e-5);
+  relative(a, b) = max|a - b| / max(max|b|, 1e-6) with b the PyTorch value (measured <= 4e-5);
 * running statistics after a training forward: 1e-5 max abs; ``num_batches_tracked`` exact.
+
+Conditioning: the last norm of each block gets a weight in [0.1, 0.3] (trained ResNets have small
+residual branches; mmdet itself zero-initialises them). With weights ~1 there, a depth-50 network
+in train mode (batch statistics over 8 values in layer4) amplifies float32 rounding so much that
+torch float32 itself differs from torch float64 by 5e-2 relative in some gradients.
 """
 import warnings
 
@@ -378,3 +383,19 @@ def test_norm_cfg_requires_grad_false():
                    and not n.startswith('conv') and 'downsample.0' not in n}
     assert frozen_names(torch_model) == norm_params
     assert frozen_names(jt_model) == norm_params
+
+
+def test_init_cfg_pretrained_loads_an_mmdet_checkpoint(tmp_path):
+    """What the ``pretrained`` error message points to: init_cfg=dict(type='Pretrained')."""
+    torch_model = randomise(ResNet(depth=18, base_channels=16))
+    path = tmp_path / 'resnet18.pth'
+    torch.save({'state_dict': torch_model.state_dict()}, path)
+    jt_model = MODELS.build(dict(type='JittorResNet', depth=18, base_channels=16,
+                                 init_cfg=dict(type='Pretrained', checkpoint=str(path))))
+    jt_model.init_weights()
+    for name, value in torch_model.state_dict().items():
+        assert torch.equal(jt_model.state_dict()[name], value), name
+    jt_model.eval()
+    torch_model.eval()
+    x = make_input()
+    assert_outputs_close(run(jt_model, x)[0], run(torch_model, x)[0])

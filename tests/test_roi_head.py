@@ -24,9 +24,8 @@ import pytest
 import torch
 
 import jt_mm_plugins  # noqa: F401  (configures Jittor, registers the Jittor modules)
-from jt_mm_plugins.bridge import JITTOR_MODELS, call_jittor
-from jt_mm_plugins.models.roi_heads import (JittorSingleRoIExtractor, JittorStandardRoIHead,
-                                            jittor_type)
+from jt_mm_plugins.bridge import JITTOR_MODELS, call_jittor, jittor_type
+from jt_mm_plugins.models.roi_heads import JittorSingleRoIExtractor, JittorStandardRoIHead
 from jt_mm_plugins.models.roi_heads.convfc_bbox_head import (JittorConvFCBBoxHead,
                                                              JittorShared2FCBBoxHead)
 from jt_mm_plugins.runtime import jt

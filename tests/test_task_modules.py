@@ -134,8 +134,8 @@ def test_anchor_generator_exactly_equal(name):
         assert np.array_equal(ours_lvl.numpy(), ref_lvl.numpy()), name
 
     # one row and two columns of the first level lie in the padding
-    pad_shape = ((sizes[0][0] - 2) * ours.strides[0][1] + 1, (sizes[0][1] - 3) * ours.strides[0][0] + 1,
-                 3)
+    (stride_w, stride_h), (feat_h, feat_w) = ours.strides[0], sizes[0]
+    pad_shape = ((feat_h - 2) * stride_h + 1, (feat_w - 3) * stride_w + 1, 3)
     for ours_f, ref_f in zip(ours.valid_flags(sizes, pad_shape),
                              ref.valid_flags(sizes, pad_shape, device='cpu')):
         assert np.array_equal(ours_f.numpy().astype(bool), ref_f.numpy())
@@ -407,7 +407,8 @@ def test_random_sampler_random_mode_sizes_and_seed():
     a, b, c = sample(7), sample(7), sample(8)
     assert len(a.pos_inds_np) == int(num * pos_fraction) and len(a.neg_inds_np) == num - 4
     assert (gt_inds[a.pos_inds_np] > 0).all() and (gt_inds[a.neg_inds_np] == 0).all()
-    assert np.all(np.diff(a.pos_inds_np) > 0) and np.all(np.diff(a.neg_inds_np) > 0)  # unique+sorted
+    # unique and sorted, as mmdet's .unique()
+    assert np.all(np.diff(a.pos_inds_np) > 0) and np.all(np.diff(a.neg_inds_np) > 0)
     np.testing.assert_array_equal(a.pos_inds_np, b.pos_inds_np)
     np.testing.assert_array_equal(a.neg_inds_np, b.neg_inds_np)
     assert not (np.array_equal(a.pos_inds_np, c.pos_inds_np)

@@ -1,8 +1,8 @@
 """Pairwise and aligned overlaps (IoU, IoF, GIoU) between boxes, in Jittor.
 
-The Jittor twin of mmdet's ``mmdet.structures.bbox.bbox_overlaps``: same modes, same ``eps`` clamp of
-the union and of the enclosing area, same shapes (batch dimensions included) and the same empty
-results. It is written with Jittor element-wise ops only, so it runs on CPU and CUDA and is
+The Jittor twin of mmdet's ``mmdet.structures.bbox.bbox_overlaps``: same modes, same ``eps``
+clamp of the union and of the enclosing area, same shapes (batch dimensions included) and the same
+empty results. It is written with Jittor element-wise ops only, so it runs on CPU and CUDA and is
 differentiable (GIoU losses back-propagate through it).
 """
 from typing import Tuple
@@ -33,8 +33,8 @@ def _check_inputs(bboxes1: jt.Var, bboxes2: jt.Var, mode: str,
                              f'(x1, y1, x2, y2), got shape {tuple(boxes.shape)}')
     batch_shape = tuple(bboxes1.shape[:-2])
     if batch_shape != tuple(bboxes2.shape[:-2]):
-        raise ValueError('bbox_overlaps: bboxes1 and bboxes2 must share their batch dimensions, got '
-                         f'{tuple(bboxes1.shape)} and {tuple(bboxes2.shape)}')
+        raise ValueError('bbox_overlaps: bboxes1 and bboxes2 must share their batch dimensions, '
+                         f'got {tuple(bboxes1.shape)} and {tuple(bboxes2.shape)}')
     rows, cols = bboxes1.shape[-2], bboxes2.shape[-2]
     if is_aligned and rows != cols:
         raise ValueError(f'bbox_overlaps: is_aligned=True needs as many boxes in bboxes1 ({rows}) '

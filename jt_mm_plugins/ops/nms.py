@@ -141,8 +141,10 @@ for (index_t i = 0; i < n; i++) {
     const scalar_t ix2 = @boxes(i, 2), iy2 = @boxes(i, 3);
     for (index_t j = i + 1; j < n; j++) {
         if (!@keep(j)) continue;
-        const scalar_t w = std::max(zero, std::min(ix2, @boxes(j, 2)) - std::max(ix1, @boxes(j, 0)) + offset);
-        const scalar_t h = std::max(zero, std::min(iy2, @boxes(j, 3)) - std::max(iy1, @boxes(j, 1)) + offset);
+        const scalar_t w = std::max(zero, std::min(ix2, @boxes(j, 2)) -
+                                          std::max(ix1, @boxes(j, 0)) + offset);
+        const scalar_t h = std::max(zero, std::min(iy2, @boxes(j, 3)) -
+                                          std::max(iy1, @boxes(j, 1)) + offset);
         const scalar_t inter = w * h;
         const scalar_t uni = areas[i] + areas[j] - inter;
         // A zero or negative union gives NaN or <= 0 in mmcv's division: never a suppression.
@@ -406,8 +408,8 @@ def batched_nms(boxes: jt.Var,
     """
     _check_boxes_scores(boxes, scores, 'batched_nms')
     if not isinstance(idxs, jt.Var) or tuple(idxs.shape) != (boxes.shape[0], ):
-        raise ValueError(f'batched_nms: idxs must be a jittor Var of shape ({boxes.shape[0]},), got '
-                         f'{getattr(idxs, "shape", type(idxs))}')
+        raise ValueError(f'batched_nms: idxs must be a jittor Var of shape ({boxes.shape[0]},), '
+                         f'got {getattr(idxs, "shape", type(idxs))}')
     if nms_cfg is not None and not isinstance(nms_cfg, dict):
         raise TypeError(f'batched_nms: nms_cfg must be a dict or None, got {type(nms_cfg)}')
     if boxes.shape[0] == 0:

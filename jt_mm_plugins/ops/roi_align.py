@@ -1,9 +1,9 @@
 """RoIAlign for Jittor, with the semantics of ``mmcv.ops.roi_align`` (average pooling).
 
-Jittor has no RoIAlign, and JDet's is CUDA-only with its parameters compiled into the source. This one
-is a ``jt.code`` op with CPU and CUDA sources for the forward pass and for the gradient with respect to
-the feature map; ``spatial_scale``, ``sampling_ratio`` and ``aligned`` travel in ``data={...}``, so
-one compiled kernel serves every pyramid level.
+Jittor has no RoIAlign, and JDet's is CUDA-only with its parameters compiled into the source.
+This one is made of ``jt.code`` ops with CPU and CUDA sources for the forward pass and for the
+gradient with respect to the feature map; ``spatial_scale``, ``sampling_ratio`` and ``aligned``
+travel in ``data={...}``, so one compiled kernel serves every pyramid level.
 
 The sampling follows mmcv's kernels (`Mask R-CNN <https://arxiv.org/abs/1703.06870>`_, with
 Detectron2's ``aligned`` half-pixel shift):
@@ -138,7 +138,8 @@ inline void roi_taps(const RoiGeometry<T>& g, const int height, const int width,
         const T y = sample_coord(g.start_h, ph, g.bin_h, iy, g.grid_h);
         for (int ix = 0; ix < grid_w; ix++, k++) {
             const T x = sample_coord(g.start_w, pw, g.bin_w, ix, g.grid_w);
-            taps.valid[k] = bilinear_taps(height, width, y, x, &taps.pos[k * 4], &taps.weight[k * 4]);
+            taps.valid[k] = bilinear_taps(height, width, y, x, &taps.pos[k * 4],
+                                          &taps.weight[k * 4]);
         }
     }
 }
@@ -175,7 +176,8 @@ for (index_t n = 0; n < rois_shape0; n++) {
                     if (!taps.valid[k]) continue;
                     const int* p = &taps.pos[k * 4];
                     const scalar_t* w = &taps.weight[k * 4];
-                    acc += w[0] * plane[p[0]] + w[1] * plane[p[1]] + w[2] * plane[p[2]] + w[3] * plane[p[3]];
+                    acc += w[0] * plane[p[0]] + w[1] * plane[p[1]] + w[2] * plane[p[2]] +
+                           w[3] * plane[p[3]];
                 }
             }
             @pooled(n, c, ph, pw) = acc / count;
@@ -250,7 +252,8 @@ template <typename T>
 __global__ void forward_kernel(const long long total, const T* feat, const T* rois, T* pooled,
                                const int batch, const int channels, const int height,
                                const int width, const int pooled_h, const int pooled_w,
-                               const T spatial_scale, const int sampling_ratio, const bool aligned) {
+                               const T spatial_scale, const int sampling_ratio,
+                               const bool aligned) {
     for (long long index = blockIdx.x * (long long)blockDim.x + threadIdx.x; index < total;
          index += (long long)blockDim.x * gridDim.x) {
         const int pw = index % pooled_w;
@@ -305,7 +308,8 @@ __global__ void backward_kernel(const long long total, const T* grad_pooled, con
             for (int ix = 0; ix < g.grid_w; ix++) {
                 const T x = sample_coord(g.start_w, pw, g.bin_w, ix, g.grid_w);
                 if (!bilinear_taps(height, width, y, x, pos, w)) continue;
-                for (int t = 0; t < 4; t++) atomicAdd(plane + pos[t], div_rn(grad_bin * w[t], count));
+                for (int t = 0; t < 4; t++)
+                    atomicAdd(plane + pos[t], div_rn(grad_bin * w[t], count));
             }
         }
     }
@@ -320,7 +324,8 @@ _FORWARD_CUDA_SRC = r'''
 @alias(pooled, out0)
 const long long total = (long long)pooled_shape0 * pooled_shape1 * pooled_shape2 * pooled_shape3;
 if (total > 0) {
-    jt_mm_roi_align::forward_kernel<feat_type><<<jt_mm_roi_align::num_blocks(total), jt_mm_roi_align::kThreads>>>(
+    const int blocks = jt_mm_roi_align::num_blocks(total);
+    jt_mm_roi_align::forward_kernel<feat_type><<<blocks, jt_mm_roi_align::kThreads>>>(
         total, feat_p, rois_p, pooled_p, feat_shape0, feat_shape1, feat_shape2, feat_shape3,
         pooled_shape2, pooled_shape3, (feat_type)data["spatial_scale"],
         (int)data["sampling_ratio"], data["aligned"] != 0);
@@ -334,7 +339,8 @@ _BACKWARD_CUDA_SRC = r'''
 cudaMemsetAsync(grad_feat_p, 0, grad_feat->size);
 const long long total = (long long)dout_shape0 * dout_shape1 * dout_shape2 * dout_shape3;
 if (total > 0) {
-    jt_mm_roi_align::backward_kernel<grad_feat_type><<<jt_mm_roi_align::num_blocks(total), jt_mm_roi_align::kThreads>>>(
+    const int blocks = jt_mm_roi_align::num_blocks(total);
+    jt_mm_roi_align::backward_kernel<grad_feat_type><<<blocks, jt_mm_roi_align::kThreads>>>(
         total, dout_p, rois_p, grad_feat_p, grad_feat_shape0, grad_feat_shape1, grad_feat_shape2,
         grad_feat_shape3, dout_shape2, dout_shape3, (grad_feat_type)data["spatial_scale"],
         (int)data["sampling_ratio"], data["aligned"] != 0);
@@ -347,7 +353,8 @@ _SUPPORTED_DTYPES = ('float32', 'float64')
 def _pair(value: Union[int, Tuple[int, int]], name: str) -> Tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-        raise ValueError(f'roi_align: {name} must be a positive int or a pair of them, got {value!r}')
+        raise ValueError(f'roi_align: {name} must be a positive int or a pair of them, '
+                         f'got {value!r}')
     return pair
 
 
@@ -478,8 +485,8 @@ class RoIAlign(jt.nn.Module):
                  use_torchvision: bool = False) -> None:
         super().__init__()
         if use_torchvision:
-            raise ValueError('RoIAlign: use_torchvision=True is a PyTorch option; the Jittor RoIAlign '
-                             'has its own kernels, leave it False')
+            raise ValueError('RoIAlign: use_torchvision=True is a PyTorch option; the Jittor '
+                             'RoIAlign has its own kernels, leave it False')
         if pool_mode != 'avg':
             raise ValueError(f"RoIAlign: pool_mode {pool_mode!r} is not implemented; only 'avg' is")
         self.output_size = _pair(output_size, 'output_size')

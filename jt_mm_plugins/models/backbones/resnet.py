@@ -1,8 +1,9 @@
 """Jittor twin of mmdet 3.3.0's ``ResNet`` backbone (``mmdet/models/backbones/resnet.py``).
 
 Submodule and parameter names equal mmdet's (``conv1``, ``bn1``, ``layer1.0.conv1``,
-``layer1.0.downsample.0`` ...), so an mmdet / torchvision-style ResNet checkpoint loads strictly into
-the bridged wrapper ``JittorResNet`` that :func:`register_jittor_module` places in mmdet's ``MODELS``.
+``layer1.0.downsample.0`` ...), so an mmdet ResNet state dict loads strictly into
+the bridged wrapper ``JittorResNet`` that :func:`register_jittor_module` places in mmdet's
+``MODELS`` (torchvision ImageNet checkpoints use the same names, plus ``fc.*``).
 """
 import warnings
 from typing import List, Optional, Sequence, Tuple
@@ -14,6 +15,7 @@ from jt_mm_plugins.runtime import jt
 
 nn = jt.nn
 init = jt.init
+
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
           padding: int = 0, dilation: int = 1) -> nn.Conv2d:
@@ -396,7 +398,7 @@ class JittorResNet(jt.Module):
         if self.norm_eval:
             for m in self.modules():
                 if isinstance(m, BatchNorm2d):
-                    pass
+                    m.is_train = False
         return self
 
     def execute(self, x: jt.Var) -> Tuple[jt.Var, ...]:

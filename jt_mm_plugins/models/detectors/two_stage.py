@@ -6,6 +6,7 @@ import torch
 from mmdet.models.detectors.base import BaseDetector
 from mmdet.structures import SampleList
 from mmengine.config import ConfigDict
+from mmengine.model import initialize
 from mmengine.structures import InstanceData
 
 from jt_mm_plugins.bridge import JITTOR_MODELS, JittorModuleWrapper, build_jittor_module
@@ -31,16 +32,16 @@ class JittorTwoStageCore(jt.nn.Module):
         self.backbone = build_jittor_module(backbone)
         self.neck = build_jittor_module(neck) if neck is not None else None
         rpn_head = copy.deepcopy(rpn_head)
-        rpn_head.update(train_cfg=train_cfg.rpn if train_cfg is not None else None,
-                        test_cfg=test_cfg.rpn)
+        rpn_head.update(train_cfg=train_cfg['rpn'] if train_cfg is not None else None,
+                        test_cfg=test_cfg['rpn'])
         if rpn_head.get('num_classes', 1) != 1:
             raise ValueError('the RPN head is class-agnostic: its num_classes must be 1, got '
                              f'{rpn_head["num_classes"]}')
         rpn_head['num_classes'] = 1
         self.rpn_head = build_jittor_module(rpn_head)
         roi_head = copy.deepcopy(roi_head)
-        roi_head.update(train_cfg=train_cfg.rcnn if train_cfg is not None else None,
-                        test_cfg=test_cfg.rcnn)
+        roi_head.update(train_cfg=train_cfg['rcnn'] if train_cfg is not None else None,
+                        test_cfg=test_cfg['rcnn'])
         self.roi_head = build_jittor_module(roi_head)
 
     def extract_feat(self, inputs: jt.Var) -> Tuple[jt.Var, ...]:
@@ -95,9 +96,30 @@ class JittorTwoStageDetector(JittorModuleWrapper, BaseDetector):
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
         BaseDetector.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self._attach(self.jittor_class(
-            backbone=_plain(backbone), neck=_plain(neck), rpn_head=_plain(rpn_head),
-            roi_head=_plain(roi_head), train_cfg=_plain(train_cfg), test_cfg=_plain(test_cfg)))
+        parts = dict(backbone=_plain(backbone), neck=_plain(neck), rpn_head=_plain(rpn_head),
+                     roi_head=_plain(roi_head))
+        # The parts' init_cfg belong to the torch side (Jittor modules initialise themselves).
+        self._part_init_cfgs = {name: cfg.pop('init_cfg', None)
+                                for name, cfg in parts.items() if cfg is not None}
+        self._attach(self.jittor_class(**parts, train_cfg=_plain(train_cfg),
+                                       test_cfg=_plain(test_cfg)))
+
+    def init_weights(self) -> None:
+        """mmengine's init, plus the parts' ``Pretrained`` init_cfg applied to their torch-owned
+        parameters (other init types are the Jittor modules' own business and were already applied
+        when they were built)."""
+        super().init_weights()
+        for name, init_cfg in self._part_init_cfgs.items():
+            for cfg in (init_cfg if isinstance(init_cfg, list) else [init_cfg] if init_cfg else []):
+                if cfg.get('type') != 'Pretrained':
+                    continue
+                checkpoint = str(cfg.get('checkpoint', ''))
+                if '://' in checkpoint:
+                    raise ValueError(
+                        f'{type(self).__name__}: {name}.init_cfg.checkpoint={checkpoint!r} would be '
+                        'downloaded; jt_mm_plugins never downloads. Fetch the file yourself and set '
+                        f'{name}.init_cfg.checkpoint to its local path (or init_cfg=None).')
+                initialize(getattr(self, name), cfg)
 
     # BaseDetector.forward dispatches on ``mode`` to loss / predict / _forward.
     forward = BaseDetector.forward
@@ -118,9 +140,12 @@ class JittorTwoStageDetector(JittorModuleWrapper, BaseDetector):
         gts, metas = self._unpack(data_samples)
         losses = self.run_jittor(self.jittor_module.loss, inputs, gts, metas)
         for name, value in losses.items():
-            for v in (value if isinstance(value, (list, tuple)) else [value]):
-                if 'loss' in name and not torch.isfinite(v).all():
-                    raise FloatingPointError(f'{type(self).__name__}: {name} is not finite ({v})')
+            # Jittor reductions keep one dimension: give mmdet its 0-d scalars back.
+            values = [v.reshape(()) if v.numel() == 1 else v
+                      for v in (value if isinstance(value, (list, tuple)) else [value])]
+            losses[name] = values if isinstance(value, (list, tuple)) else values[0]
+            if 'loss' in name and not all(torch.isfinite(v).all() for v in values):
+                raise FloatingPointError(f'{type(self).__name__}: {name} is not finite: {values}')
         return losses
 
     def predict(self, inputs: torch.Tensor, data_samples: SampleList,

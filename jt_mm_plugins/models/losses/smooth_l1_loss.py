@@ -1,4 +1,5 @@
-"""Jittor twins of mmdet's ``SmoothL1Loss`` and ``L1Loss`` (mmdet/models/losses/smooth_l1_loss.py)."""
+"""Jittor twins of mmdet's ``SmoothL1Loss`` and ``L1Loss``
+(mmdet/models/losses/smooth_l1_loss.py)."""
 from typing import Optional, Union
 
 from jt_mm_plugins.runtime import jt
@@ -61,7 +62,10 @@ class SmoothL1Loss(jt.nn.Module):
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
 
-    def __init__(self, beta: float = 1.0, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
+    def __init__(self,
+                 beta: float = 1.0,
+                 reduction: str = 'mean',
+                 loss_weight: float = 1.0) -> None:
         super().__init__()
         check_reduction(reduction, 'SmoothL1Loss')
         self.beta = beta

@@ -19,7 +19,7 @@ class JittorStandardRoIHead(jt.nn.Module):
     The constructor takes mmdet's arguments. ``bbox_roi_extractor`` and ``bbox_head`` are built in
     the Jittor model registry and may name mmdet's types (``'SingleRoIExtractor'``,
     ``'Shared2FCBBoxHead'``): they resolve to their Jittor twins (see
-    :func:`jt_mm_plugins.models.roi_heads.utils.jittor_type`). The assigner and the sampler of
+    :func:`jt_mm_plugins.bridge.jittor_type`). The assigner and the sampler of
     ``train_cfg`` are built in the Jittor task-module registry. Parameter names are mmdet's
     (``bbox_head.shared_fcs.0.weight`` ...), so an mmdet Faster R-CNN checkpoint's ``roi_head.*``
     keys load strictly.

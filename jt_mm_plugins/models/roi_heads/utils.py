@@ -9,46 +9,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from jt_mm_plugins.bridge import JITTOR_MODELS, build_jittor_module
+from jt_mm_plugins.bridge import build_jittor_module
 from jt_mm_plugins.ops.nms import batched_nms
 from jt_mm_plugins.runtime import jt
-
-#: Prefix that Jittor twins of mmdet modules carry (``FPN`` -> ``JittorFPN``).
-JITTOR_PREFIX = 'Jittor'
-
-
-def jittor_type(type_name: Union[str, type]) -> Union[str, type]:
-    """The Jittor-side registry name for a module ``type`` written in a config.
-
-    A config written for mmdet names mmdet's modules (``'SingleRoIExtractor'``,
-    ``'Shared2FCBBoxHead'``); inside a Jittor parent the same config must build the Jittor twins
-    (``'JittorSingleRoIExtractor'``, ...). The rule is the package's naming rule: a name
-    registered in ``JITTOR_MODELS`` is used as is; otherwise ``'Jittor' + name`` is used when
-    registered.
-
-    Args:
-        type_name (str | type): The ``type`` of a config (a name, or a Jittor module class).
-
-    Returns:
-        str | type: A name registered in ``JITTOR_MODELS`` (or the class itself).
-
-    Raises:
-        KeyError: Neither ``type_name`` nor its ``Jittor`` twin is registered.
-    """
-    if not isinstance(type_name, str):
-        if isinstance(type_name, type) and issubclass(type_name, jt.nn.Module):
-            return type_name
-        raise TypeError(f'a Jittor module type must be a name or a jittor.nn.Module class, got '
-                        f'{type_name!r}')
-    registered = JITTOR_MODELS.module_dict
-    if type_name in registered:
-        return type_name
-    if JITTOR_PREFIX + type_name in registered:
-        return JITTOR_PREFIX + type_name
-    raise KeyError(f'{type_name!r} has no Jittor implementation: neither {type_name!r} nor '
-                   f'{JITTOR_PREFIX + type_name!r} is registered in JITTOR_MODELS. Available: '
-                   f'{sorted(registered)}')
-
 
 def build_jittor_child(cfg: Any, owner: str, role: str) -> 'jt.nn.Module':
     """Build a nested Jittor module from an mmdet-style config, accepting mmdet's type names.
@@ -63,16 +26,10 @@ def build_jittor_child(cfg: Any, owner: str, role: str) -> 'jt.nn.Module':
     """
     if not isinstance(cfg, dict) or 'type' not in cfg:
         raise TypeError(f'{owner}: {role} must be a config dict with a "type" key, got {cfg!r}')
-    cfg = dict(cfg)
-    cfg.pop('_scope_', None)
     try:
-        cfg['type'] = jittor_type(cfg['type'])
+        return build_jittor_module(cfg)
     except KeyError as err:
         raise KeyError(f'{owner}: cannot build {role}: {err.args[0]}') from None
-    if isinstance(cfg['type'], type):
-        module_cls = cfg.pop('type')
-        return module_cls(**cfg)
-    return build_jittor_module(cfg)
 
 
 _MISSING = object()

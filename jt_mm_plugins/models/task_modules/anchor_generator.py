@@ -22,8 +22,8 @@ class AnchorGenerator:
     `Faster R-CNN <https://arxiv.org/abs/1506.01497>`_.
 
     Produces exactly mmdet 3.x's anchors (same values, same order): for each level, anchors are
-    ordered by feature-map row, then column, then base anchor; base anchors are ordered by ratio then
-    scale when ``scale_major`` (else scale then ratio). Base anchors are computed with float32
+    ordered by feature-map row, then column, then base anchor; base anchors are ordered by ratio
+    then scale when ``scale_major`` (else scale then ratio). Base anchors are computed with float32
     arithmetic in mmdet's operation order so that values are bit-identical.
 
     Args:
@@ -59,8 +59,8 @@ class AnchorGenerator:
                  center_offset: float = 0.,
                  use_box_type: bool = False) -> None:
         if use_box_type:
-            raise NotImplementedError('AnchorGenerator (Jittor): use_box_type=True is not supported; '
-                                      'anchors are plain (N, 4) Vars.')
+            raise NotImplementedError('AnchorGenerator (Jittor): use_box_type=True is not '
+                                      'supported; anchors are plain (N, 4) Vars.')
         if center_offset != 0 and centers is not None:
             raise ValueError(f'AnchorGenerator: centers cannot be set when center_offset != 0 '
                              f'(got centers={centers!r}, center_offset={center_offset})')

@@ -1,4 +1,5 @@
-"""Jittor twin of mmdet's ``AssignResult`` (mmdet/models/task_modules/assigners/assign_result.py)."""
+"""Jittor twin of mmdet's ``AssignResult``
+(mmdet/models/task_modules/assigners/assign_result.py)."""
 from typing import Any, Dict, Optional
 
 import numpy as np

@@ -1,4 +1,6 @@
-"""Jittor twin of mmdet's ``BboxOverlaps2D`` (mmdet/models/task_modules/assigners/iou2d_calculator.py)."""
+"""Jittor twin of mmdet's ``BboxOverlaps2D``
+(mmdet/models/task_modules/assigners/iou2d_calculator.py); the overlaps themselves come from
+:func:`jt_mm_plugins.ops.bbox_overlaps.bbox_overlaps`."""
 from typing import Optional
 
 from jt_mm_plugins.ops.bbox_overlaps import bbox_overlaps

@@ -72,7 +72,8 @@ class MaxIoUAssigner:
                  iou_calculator: dict = dict(type='BboxOverlaps2D'),
                  perm_repeat_gt_cfg: Optional[dict] = None) -> None:
         if perm_repeat_gt_cfg is not None:
-            raise NotImplementedError('MaxIoUAssigner (Jittor): perm_repeat_gt_cfg is not supported')
+            raise NotImplementedError(
+                'MaxIoUAssigner (Jittor): perm_repeat_gt_cfg is not supported')
         if isinstance(neg_iou_thr, (list, tuple)):
             if len(neg_iou_thr) != 2:
                 raise ValueError(f'MaxIoUAssigner: a neg_iou_thr range needs 2 values, got '

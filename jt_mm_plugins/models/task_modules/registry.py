@@ -1,4 +1,5 @@
-"""Jittor-side registries for task modules (assigners, samplers, coders, prior generators) and losses.
+"""Jittor-side registries for task modules (assigners, samplers, coders, prior generators) and
+losses.
 
 A Jittor detector builds its training helpers from the same config dicts that mmdet uses, e.g.
 ``dict(type='MaxIoUAssigner', pos_iou_thr=0.7, neg_iou_thr=0.3)``. Those names belong to mmdet's own

@@ -105,5 +105,6 @@ class SamplingResult:
         }
 
     def __repr__(self) -> str:
-        return (f'<SamplingResult(num_pos={len(self.pos_inds_np)}, num_neg={len(self.neg_inds_np)}, '
-                f'num_gts={self.num_gts}, avg_factor={self.avg_factor})>')
+        return (f'<SamplingResult(num_pos={len(self.pos_inds_np)}, '
+                f'num_neg={len(self.neg_inds_np)}, num_gts={self.num_gts}, '
+                f'avg_factor={self.avg_factor})>')
