@@ -92,6 +92,10 @@ def compare(jt_module, torch_module, x: np.ndarray, train: bool, seed: int = 1) 
 
 
 def check(errors: dict) -> None:
+    grads = {k: v for k, v in errors.items() if k.startswith('grad:')}
+    worst = max(grads, key=grads.get)
+    print(f'\n[conv-align] max|out diff|={errors["out"]:.2e} worst grad rel={grads[worst]:.2e} '
+          f'({worst})')  # shown with pytest -s
     assert errors['out'] <= OUT_ATOL, errors
     for key, err in errors.items():
         if key.startswith('grad:'):

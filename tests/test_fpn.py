@@ -60,7 +60,10 @@ def make_inputs(sizes=SIZES, seed: int = 0):
 
 
 def run_torch(module: torch.nn.Module, inputs, loss_weights=None):
-    """Forward + backward of ``sum_i <out_i, w_i>``; returns outputs, weights, input grads, param grads."""
+    """Forward + backward of ``sum_i <out_i, w_i>``.
+
+    Returns outputs, loss weights, input grads and param grads (by name), all numpy.
+    """
     xs = [torch.tensor(x, requires_grad=True) for x in inputs]
     outs = module(xs)
     if loss_weights is None:

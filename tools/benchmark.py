@@ -9,13 +9,16 @@ three variants run one forward + backward step:
 
 Each variant is warmed up (Jittor compiles kernels on first use), then timed ``--iters`` times with
 synchronisation; the median is reported. Peak memory is the largest resident-set growth over the
-variant's timed steps, sampled every millisecond by a background thread (CPU), or
-``torch.cuda.max_memory_allocated`` on GPU for the PyTorch variant.
+variant's warm-up and timed steps, sampled every millisecond by a background thread, from a baseline
+taken after ``gc.collect()`` and ``jt.gc()``. Allocator caches make this an indication, not an exact
+figure: memory an earlier variant freed to a cache is not counted again.
 
     python tools/benchmark.py                       # all components, real sizes
     python tools/benchmark.py clip_resnet --iters 20 --markdown bench.md
+    python tools/benchmark.py --detector faster_rcnn_r18_demo   # + a whole-detector training step
 """
 import argparse
+import gc
 import json
 import os
 import platform
@@ -96,10 +99,14 @@ def _jittor_step(module, inputs: List) -> Callable[[], None]:
 
 
 def _time(step: Callable[[], None], warmup: int, iters: int):
-    for _ in range(warmup):
-        step()
+    """Median step time, and the resident-set growth over warm-up + timed steps (from a baseline
+    taken after freeing what earlier variants left in Jittor's and Python's caches)."""
+    gc.collect()
+    jt.gc()
     times = []
     with PeakRSS() as mem:
+        for _ in range(warmup):
+            step()
         for _ in range(iters):
             start = time.perf_counter()
             step()
@@ -128,6 +135,64 @@ def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool
     return result
 
 
+# Detector level: one training step (loss + backward) of a pure-Jittor detector against its mmdet
+# twin (same architecture, weights, batch). (jittor config, mmdet config) pairs:
+DETECTOR_PAIRS = {
+    'faster_rcnn_r18_demo': ('configs/demo/faster_rcnn_r18_fpn_demo_jittor.py',
+                             'configs/demo/faster_rcnn_r18_fpn_demo_mmdet.py'),
+}
+
+
+def _detector_batch(model, batch_size: int, image_size: int):
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    generator = torch.Generator().manual_seed(0)
+    images, samples = [], []
+    for _ in range(batch_size):
+        shape = (image_size, image_size)
+        sample = DetDataSample(metainfo=dict(img_shape=shape, ori_shape=shape,
+                                             scale_factor=(1., 1.)))
+        gt = InstanceData()
+        corners = torch.rand(6, 2, generator=generator) * image_size * 0.7
+        gt.bboxes = torch.cat([corners, corners + image_size * 0.25], dim=1)
+        gt.labels = torch.randint(0, 3, (6, ), generator=generator)
+        sample.gt_instances = gt
+        samples.append(sample)
+        images.append((torch.rand(3, *shape, generator=generator) * 255).to(torch.uint8))
+    return model.data_preprocessor({'inputs': images, 'data_samples': samples}, True)
+
+
+def benchmark_detector(name: str, warmup: int, iters: int, batch_size: int,
+                       image_size: int) -> Dict:
+    import copy
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    register_all_modules()
+    jittor_cfg, mmdet_cfg = DETECTOR_PAIRS[name]
+    torch.manual_seed(0)
+    reference = MODELS.build(Config.fromfile(mmdet_cfg).model)
+    candidate = MODELS.build(Config.fromfile(jittor_cfg).model)
+    candidate.load_state_dict(reference.state_dict(), strict=True)
+    data = _detector_batch(reference, batch_size, image_size)
+    result = {'component': f'detector: {name}', 'size': f'{batch_size}x3x{image_size}x{image_size}',
+              'shapes': [list(data['inputs'].shape)]}
+    for variant, model in (('pytorch', reference), ('bridged', candidate)):
+        model.train()
+
+        def step(model=model):
+            model.zero_grad(set_to_none=True)
+            losses = model.loss(data['inputs'], copy.deepcopy(data['data_samples']))
+            model.parse_losses(losses)[0].backward()
+
+        seconds, peak = _time(step, warmup, iters)
+        result[variant] = {'median_s': seconds, 'peak_rss_mb': peak / 2**20}
+        print(f'  {name:<12} {variant:<8} median {seconds * 1e3:9.1f} ms   '
+              f'peak +{peak / 2**20:8.1f} MB', flush=True)
+    result['bridged_vs_pytorch'] = result['bridged']['median_s'] / result['pytorch']['median_s']
+    return result
+
+
 def to_markdown(results: List[Dict], header: str) -> str:
     lines = [header, '',
              '| component | input shapes | PyTorch ms | Jittor ms | bridged ms | bridge overhead '
@@ -135,6 +200,12 @@ def to_markdown(results: List[Dict], header: str) -> str:
              '|---|---|---|---|---|---|---|---|---|']
     for r in results:
         shapes = ', '.join('x'.join(map(str, s)) for s in r['shapes'])
+        if 'jittor' not in r:  # detector level: the whole detector runs in Jittor, bridged once
+            lines.append(
+                f"| {r['component']} | {shapes} | {r['pytorch']['median_s'] * 1e3:.1f} | - "
+                f"| {r['bridged']['median_s'] * 1e3:.1f} | - | - | {r['bridged_vs_pytorch']:.2f}x "
+                f"| {r['pytorch']['peak_rss_mb']:.0f} / - / {r['bridged']['peak_rss_mb']:.0f} |")
+            continue
         lines.append(
             f"| {r['component']} | {shapes} | {r['pytorch']['median_s'] * 1e3:.1f} "
             f"| {r['jittor']['median_s'] * 1e3:.1f} | {r['bridged']['median_s'] * 1e3:.1f} "
@@ -152,6 +223,10 @@ def parse_args(argv=None):
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--eval-mode', action='store_true',
                         help='modules in eval mode (default: train mode, as in training)')
+    parser.add_argument('--detector', action='append', choices=sorted(DETECTOR_PAIRS), default=[],
+                        help='also time a whole pure-Jittor detector training step (repeatable)')
+    parser.add_argument('--detector-batch', type=int, default=2)
+    parser.add_argument('--detector-image-size', type=int, default=256)
     parser.add_argument('--json', help='write the raw results here')
     parser.add_argument('--markdown', help='write the README table here')
     return parser.parse_args(argv)
@@ -163,7 +238,8 @@ def main(argv=None) -> int:
         print('benchmark: --iters must be >= 1 and --warmup >= 0', file=sys.stderr)
         return 2
     try:
-        names = [get_pair(n).name for n in (args.components or list(ALIGNMENT_PAIRS))]
+        names = [get_pair(n).name for n in (args.components or
+                                            ([] if args.detector else list(ALIGNMENT_PAIRS)))]
     except KeyError as e:
         print(f'benchmark: {e.args[0]}', file=sys.stderr)
         return 2
@@ -174,6 +250,8 @@ def main(argv=None) -> int:
     print(header, flush=True)
     results = [benchmark_pair(n, args.size, args.warmup, args.iters, not args.eval_mode)
                for n in names]
+    results += [benchmark_detector(n, args.warmup, args.iters, args.detector_batch,
+                                   args.detector_image_size) for n in args.detector]
     table = to_markdown(results, header)
     print('\n' + table)
     if args.json:

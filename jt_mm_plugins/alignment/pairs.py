@@ -92,3 +92,107 @@ def build_resnet(size: str = 'small', seed: int = 0) -> Built:
     candidate = MODELS.build(dict(type='JittorResNet', **cfg))
     _load_identical(candidate, reference, seed)
     return candidate, reference, [torch.randn(2, 3, hw, hw)]
+
+
+# --- Losses of heads and detectors ------------------------------------------------------------
+class _LossProbe(torch.nn.Module):
+    """Turns ``loss_fn(model, *inputs) -> dict of losses`` into a module whose output is compared;
+    parameters keep the model's own names."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable):
+        super().__init__()
+        self.model = model
+        self._loss_fn = loss_fn
+
+    def forward(self, *inputs):
+        return self._loss_fn(self.model, *inputs)
+
+    def named_parameters(self, *args, **kwargs):
+        return self.model.named_parameters(*args, **kwargs)
+
+
+def _detection_batch(size: int = 96):
+    """Two images (the second smaller than the batch shape) with a few ground-truth boxes."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    generator = torch.Generator().manual_seed(0)
+    samples, images = [], []
+    for i, shape in enumerate([(size, size), (size - 16, size)]):
+        sample = DetDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, scale_factor=(1., 1.)))
+        gt = InstanceData()
+        gt.bboxes = torch.tensor([[8., 10., 50., 60.], [40., 30., 90., 70.]]) * (0.9 + 0.1 * i)
+        gt.labels = torch.tensor([0, 2])
+        sample.gt_instances = gt
+        samples.append(sample)
+        images.append((torch.rand(3, *shape, generator=generator) * 255).to(torch.uint8))
+    return images, samples
+
+
+def _demo_detector_configs():
+    """The demo's mmdet Faster R-CNN and its pure-Jittor twin; every anchor / proposal sampled, so
+    no random choice separates the two."""
+    from mmengine.config import Config
+    configs = [Config.fromfile(f'configs/demo/faster_rcnn_r18_fpn_demo_{kind}.py').model
+               for kind in ('mmdet', 'jittor')]
+    for cfg in configs:
+        cfg.train_cfg.rpn.sampler.num = 100000
+        cfg.train_cfg.rcnn.sampler.num = 100000
+    return configs
+
+
+def _build_detectors(seed: int):
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules()
+    ref_cfg, jit_cfg = _demo_detector_configs()
+    torch.manual_seed(seed)
+    reference, candidate = MODELS.build(ref_cfg), MODELS.build(jit_cfg)
+    candidate.load_state_dict(reference.state_dict(), strict=True)
+    images, samples = _detection_batch()
+    data = reference.data_preprocessor({'inputs': images, 'data_samples': samples}, False)
+    return reference, candidate, data
+
+
+@alignment_pair('faster_rcnn', "JittorFasterRCNN vs mmdet's FasterRCNN (R-18 FPN demo): all losses",
+                tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2})
+def build_faster_rcnn(size: str = 'small', seed: int = 0) -> Built:
+    import copy
+    _sized(size, None, None)
+    reference, candidate, data = _build_detectors(seed)
+    samples = data['data_samples']
+
+    def loss(model, inputs):
+        return model.loss(inputs, copy.deepcopy(samples))
+
+    return _LossProbe(candidate, loss), _LossProbe(reference, loss), [data['inputs']]
+
+
+@alignment_pair('rpn_head', "JittorRPNHead vs mmdet's RPNHead: losses on FPN-like features")
+def build_rpn_head(size: str = 'small', seed: int = 0) -> Built:
+    import copy
+    from mmdet.registry import MODELS
+    _sized(size, None, None)
+    ref_cfg, _ = _demo_detector_configs()
+    head_cfg = copy.deepcopy(ref_cfg.rpn_head)
+    head_cfg.update(train_cfg=ref_cfg.train_cfg.rpn, test_cfg=ref_cfg.test_cfg.rpn)
+    torch.manual_seed(seed)
+    reference = MODELS.build(head_cfg)
+    candidate = MODELS.build(dict(head_cfg, type='JittorRPNHead'))
+    candidate.load_state_dict(reference.state_dict(), strict=True)
+    images, samples = _detection_batch()
+    for sample in samples:  # the RPN is class-agnostic
+        sample.gt_instances.labels = torch.zeros_like(sample.gt_instances.labels)
+    channels = head_cfg.in_channels
+    feats = tuple(torch.randn(2, channels, 96 // s, 96 // s) for s in (4, 8, 16, 32, 64))
+    gts = [{'bboxes': s.gt_instances.bboxes, 'labels': s.gt_instances.labels} for s in samples]
+    metas = [dict(s.metainfo, pad_shape=(96, 96), batch_input_shape=(96, 96)) for s in samples]
+    for sample, meta in zip(samples, metas):
+        sample.set_metainfo(meta)
+
+    def torch_loss(head, x):
+        return head.loss(x, copy.deepcopy(samples))
+
+    def jittor_loss(head, x):
+        return head.run_jittor(head.jittor_module.loss, x, gts, metas)
+
+    return _LossProbe(candidate, jittor_loss), _LossProbe(reference, torch_loss), [feats]

@@ -140,8 +140,9 @@ class JittorTwoStageDetector(JittorModuleWrapper, BaseDetector):
         gts, metas = self._unpack(data_samples)
         losses = self.run_jittor(self.jittor_module.loss, inputs, gts, metas)
         for name, value in losses.items():
-            # Jittor reductions keep one dimension: give mmdet its 0-d scalars back.
-            values = [v.reshape(()) if v.numel() == 1 else v
+            # Jittor reductions keep one dimension: give mmdet its 0-d loss scalars back
+            # (mmdet's ``acc`` has shape (1,), so only losses).
+            values = [v.reshape(()) if v.numel() == 1 and 'loss' in name else v
                       for v in (value if isinstance(value, (list, tuple)) else [value])]
             losses[name] = values if isinstance(value, (list, tuple)) else values[0]
             if 'loss' in name and not all(torch.isfinite(v).all() for v in values):

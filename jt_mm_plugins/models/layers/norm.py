@@ -1,9 +1,10 @@
 """Jittor normalisation layers built from mmcv-style configs (``dict(type='BN')``, ``dict(type='GN',
 num_groups=32)`` ...).
 
-:func:`build_norm_layer` is the Jittor counterpart of mmcv's ``mmcv.cnn.build_norm_layer``: it returns
-``(name, layer)`` with mmcv's layer name (``'bn'``, ``'gn'`` plus an optional postfix), so Jittor twins of
-mmdet modules keep mmdet's parameter names (``lateral_convs.0.bn.weight``, ``fpn_convs.0.gn.bias``).
+:func:`build_norm_layer` is the Jittor counterpart of mmcv's ``mmcv.cnn.build_norm_layer``: it
+returns ``(name, layer)`` with mmcv's layer name (``'bn'``, ``'gn'`` plus an optional postfix), so
+Jittor twins of mmdet modules keep mmdet's parameter names (``lateral_convs.0.bn.weight``,
+``fpn_convs.0.gn.bias``).
 
 Supported types: ``BN`` / ``BN2d`` / ``SyncBN`` (the torch-faithful
 :class:`~jt_mm_plugins.models.layers.batch_norm.BatchNorm2d`) and ``GN`` (:class:`GroupNorm` below).
