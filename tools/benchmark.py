@@ -135,11 +135,14 @@ def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool
     return result
 
 
-# Detector level: one training step (loss + backward) of a pure-Jittor detector against its mmdet
-# twin (same architecture, weights, batch). (jittor config, mmdet config) pairs:
+# Detector level: one training step (loss + backward) of a detector with Jittor parts against its
+# all-PyTorch twin (same architecture, weights, batch). (jittor config, PyTorch config) pairs:
 DETECTOR_PAIRS = {
     'faster_rcnn_r18_demo': ('configs/demo/faster_rcnn_r18_fpn_demo_jittor.py',
                              'configs/demo/faster_rcnn_r18_fpn_demo_mmdet.py'),
+    # mixed mode: CLIPResNet + JittorFPN in Jittor, mmdet heads; twin all PyTorch
+    'faster_rcnn_clip_mixed_demo': ('configs/demo/faster_rcnn_clip_rn_jittor_fpn_demo.py',
+                                    'configs/demo/faster_rcnn_clip_rn_fpn_demo_torch.py'),
 }
 
 
