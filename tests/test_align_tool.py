@@ -18,10 +18,11 @@ def _align_tool():
 
 
 def test_required_pairs_are_registered():
-    assert {'clip_resnet', 'fpn', 'resnet', 'rpn_head', 'faster_rcnn'} <= set(ALIGNMENT_PAIRS)
+    assert {'clip_resnet', 'fpn', 'resnet', 'rpn_head', 'roi_head', 'faster_rcnn'} <= set(
+        ALIGNMENT_PAIRS)
 
 
-@pytest.mark.parametrize('name', ['clip_resnet', 'fpn', 'rpn_head'])
+@pytest.mark.parametrize('name', ['clip_resnet', 'fpn', 'rpn_head', 'roi_head'])
 def test_pair_aligned_in_both_modes(name, capsys):
     assert _align_tool().main([name]) == 0
     out = capsys.readouterr().out

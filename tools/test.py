@@ -1,8 +1,8 @@
 """Test (and evaluate) a detector checkpoint, in the manner of MMDetection 3.x's ``tools/test.py``.
 
-It runs any mmdet 3.x config unchanged, like ``tools/train.py`` (whose helpers it shares): plain
-mmdet configs need nothing from this project, configs with Jittor components bring
-``custom_imports``.
+It runs any mmdet 3.x config unchanged, like ``tools/train.py`` (the helpers both share are in
+``tools/_common.py``): plain mmdet configs need nothing from this project, configs with Jittor
+components bring ``custom_imports``.
 
 Outputs:
 
@@ -19,30 +19,16 @@ Examples::
 """
 import argparse
 import importlib.util
-import logging
-import os
 import os.path as osp
-import sys
-import warnings
-from types import ModuleType
 from typing import Optional, Sequence
 
-# mmengine resolves ``mmdet::`` config paths with pkg_resources, which warns on every use.
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+# The helpers shared with tools/train.py (tools/ is no package, so it is loaded by path).
+_COMMON_SPEC = importlib.util.spec_from_file_location(
+    'jt_mm_plugins_tools_common', osp.join(osp.dirname(osp.abspath(__file__)), '_common.py'))
+common = importlib.util.module_from_spec(_COMMON_SPEC)
+_COMMON_SPEC.loader.exec_module(common)
 
-from mmengine.config import Config, DictAction  # noqa: E402
-
-
-def _train_tool() -> ModuleType:
-    """``tools/train.py`` as a module (for its config and checkpoint helpers)."""
-    name = 'jt_mm_plugins_tools_train'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, osp.join(osp.dirname(osp.abspath(__file__)), 'train.py'))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+from mmengine.config import Config  # noqa: E402 (after common's warning filter)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -60,25 +46,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '<work-dir>/<timestamp>/')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of --show (s)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, as key=value pairs merged into it, e.g. '
-        'test_dataloader.batch_size=2. Quote lists/tuples; no white space inside a value.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-
-    if not osp.isfile(args.config):
-        parser.error(f'config file not found: {args.config}')
+    args = common.parse_common_args(parser, argv, 'test_dataloader.batch_size=2')
     if not osp.isfile(args.checkpoint):
         parser.error(f'checkpoint file not found: {args.checkpoint}')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
@@ -89,22 +57,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace) -> Config:
     """Load the config and apply the command line to it (mmdet's priorities)."""
     from mmdet.engine.hooks.utils import trigger_visualization_hook
-    from mmengine.logging import print_log
 
-    train_tool = _train_tool()
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    for key in train_tool.merge_cfg_options(cfg, args.cfg_options):
-        print_log(f'--cfg-options: "{key}" is not in the config {args.config}; it was added '
-                  f'(check the spelling if you meant to override an existing key)',
-                  logger='current', level=logging.WARNING)
-
-    # work_dir: command line > config > ./work_dirs/<config name>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-
+    cfg = common.load_config(args)
     cfg.load_from = args.checkpoint
 
     if args.show or args.show_dir:
@@ -113,11 +67,7 @@ def build_config(args: argparse.Namespace) -> Config:
                              "default_hooks = dict(visualization=dict(type='DetVisualizationHook'))")
         cfg = trigger_visualization_hook(cfg, args)
 
-    if args.launcher != 'none':
-        import torch
-        if not torch.cuda.is_available() and cfg.get('env_cfg', {}).get('dist_cfg', {}).get(
-                'backend') == 'nccl':
-            cfg.env_cfg.dist_cfg.backend = 'gloo'
+    common.use_gloo_without_cuda(cfg, args.launcher)
     return cfg
 
 
@@ -128,17 +78,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     from mmdet.registry import RUNNERS
     from mmdet.utils import setup_cache_size_limit_of_dynamo
     from mmengine.logging import print_log
-    from mmengine.runner import Runner
 
     setup_cache_size_limit_of_dynamo()
     cfg = build_config(args)
-    # The checkpoint loads with torch's weights_only=True.
-    _train_tool().load_checkpoint_compat().register_mmengine_safe_globals()
-
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    runner = common.build_runner(cfg, RUNNERS)
 
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))

@@ -196,3 +196,46 @@ def build_rpn_head(size: str = 'small', seed: int = 0) -> Built:
         return head.run_jittor(head.jittor_module.loss, x, gts, metas)
 
     return _LossProbe(candidate, jittor_loss), _LossProbe(reference, torch_loss), [feats]
+
+
+@alignment_pair('roi_head', "JittorStandardRoIHead vs mmdet's StandardRoIHead: losses on fixed "
+                'proposals')
+def build_roi_head(size: str = 'small', seed: int = 0) -> Built:
+    import copy
+    from mmdet.registry import MODELS
+    from mmengine.structures import InstanceData
+    _sized(size, None, None)
+    ref_cfg, _ = _demo_detector_configs()
+    head_cfg = copy.deepcopy(ref_cfg.roi_head)
+    head_cfg.update(train_cfg=ref_cfg.train_cfg.rcnn, test_cfg=ref_cfg.test_cfg.rcnn)
+    torch.manual_seed(seed)
+    reference = MODELS.build(head_cfg)
+    candidate = MODELS.build(dict(head_cfg, type='JittorStandardRoIHead'))
+    candidate.load_state_dict(reference.state_dict(), strict=True)
+    images, samples = _detection_batch()
+    channels = head_cfg.bbox_roi_extractor.out_channels
+    feats = tuple(torch.randn(2, channels, 96 // s, 96 // s) for s in (4, 8, 16, 32))
+    generator = torch.Generator().manual_seed(seed)
+    proposals = []
+    for sample in samples:
+        h, w = sample.metainfo['img_shape']
+        corners = torch.rand(20, 2, generator=generator) * torch.tensor([w * .7, h * .7])
+        sizes = 8 + torch.rand(20, 2, generator=generator) * torch.tensor([w * .3, h * .3])
+        proposals.append((torch.cat([corners, corners + sizes], 1),
+                          torch.rand(20, generator=generator)))
+    gts = [{'bboxes': s.gt_instances.bboxes, 'labels': s.gt_instances.labels} for s in samples]
+    metas = [s.metainfo for s in samples]
+
+    def torch_loss(head, x):
+        results = []
+        for boxes, scores in proposals:
+            result = InstanceData()
+            result.bboxes, result.scores = boxes.clone(), scores.clone()
+            results.append(result)
+        return head.loss(x, results, copy.deepcopy(samples))
+
+    def jittor_loss(head, x):
+        results = [{'bboxes': b, 'scores': s} for b, s in proposals]
+        return head.run_jittor(head.jittor_module.loss, x, results, gts, metas)
+
+    return _LossProbe(candidate, jittor_loss), _LossProbe(reference, torch_loss), [feats]

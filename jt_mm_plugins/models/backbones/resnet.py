@@ -34,7 +34,29 @@ def _set_eval(module: jt.Module) -> None:
         m.is_train = False
 
 
-class BasicBlock(jt.Module):
+class _ResBlock(jt.Module):
+    """What :class:`BasicBlock` and :class:`Bottleneck` share: their first two norm layers under
+    mmdet's names (``bn1``/``gn1`` ..., reached as ``norm1``/``norm2``) and the residual addition.
+    Subclasses set ``norm1_name``, ``norm2_name`` and ``downsample``.
+    """
+
+    @property
+    def norm1(self) -> jt.Module:
+        """Norm layer after the first convolution."""
+        return getattr(self, self.norm1_name)
+
+    @property
+    def norm2(self) -> jt.Module:
+        """Norm layer after the second convolution."""
+        return getattr(self, self.norm2_name)
+
+    def _add_identity(self, out: jt.Var, x: jt.Var) -> jt.Var:
+        """``relu(out + identity)``, the identity projected by ``downsample`` if there is one."""
+        identity = x if self.downsample is None else self.downsample(x)
+        return nn.relu(out + identity)
+
+
+class BasicBlock(_ResBlock):
     """Basic residual block of ResNet-18/34 (two 3x3 convolutions).
 
     Args:
@@ -69,30 +91,17 @@ class BasicBlock(jt.Module):
         self.dilation = dilation
 
     @property
-    def norm1(self) -> jt.Module:
-        """Norm layer after the first convolution."""
-        return getattr(self, self.norm1_name)
-
-    @property
-    def norm2(self) -> jt.Module:
-        """Norm layer after the second convolution (the last one of the block)."""
-        return getattr(self, self.norm2_name)
-
-    @property
     def last_norm(self) -> jt.Module:
         """The norm that ``zero_init_residual`` zeroes."""
         return self.norm2
 
     def execute(self, x: jt.Var) -> jt.Var:
-        identity = x
         out = nn.relu(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        return nn.relu(out + identity)
+        return self._add_identity(out, x)
 
 
-class Bottleneck(jt.Module):
+class Bottleneck(_ResBlock):
     """Bottleneck residual block of ResNet-50/101/152 (1x1, 3x3, 1x1 convolutions).
 
     Args:
@@ -138,16 +147,6 @@ class Bottleneck(jt.Module):
         self.downsample = downsample
 
     @property
-    def norm1(self) -> jt.Module:
-        """Norm layer after the first convolution."""
-        return getattr(self, self.norm1_name)
-
-    @property
-    def norm2(self) -> jt.Module:
-        """Norm layer after the second convolution."""
-        return getattr(self, self.norm2_name)
-
-    @property
     def norm3(self) -> jt.Module:
         """Norm layer after the third convolution (the last one of the block)."""
         return getattr(self, self.norm3_name)
@@ -158,13 +157,10 @@ class Bottleneck(jt.Module):
         return self.norm3
 
     def execute(self, x: jt.Var) -> jt.Var:
-        identity = x
         out = nn.relu(self.norm1(self.conv1(x)))
         out = nn.relu(self.norm2(self.conv2(out)))
         out = self.norm3(self.conv3(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        return nn.relu(out + identity)
+        return self._add_identity(out, x)
 
 
 def make_res_layer(block: type,

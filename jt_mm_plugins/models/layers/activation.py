@@ -22,24 +22,33 @@ from jt_mm_plugins.runtime import jt
 ACTIVATION_LAYERS = Registry('jittor activation layer', scope='jt_mm_plugins')
 
 
-@ACTIVATION_LAYERS.register_module()
-class ReLU(jt.nn.Module):
-    """``max(0, x)``, as ``torch.nn.ReLU``.
+class _InplaceActivation(jt.nn.Module):
+    """Base of the activations whose PyTorch namesakes take ``inplace``: the flag is kept for
+    config compatibility and ignored (Jittor has no in-place ops).
 
     Args:
-        inplace (bool): Ignored (Jittor has no in-place ops). Defaults to False.
+        inplace (bool): Ignored. Defaults to False.
     """
 
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
 
+
+@ACTIVATION_LAYERS.register_module()
+class ReLU(_InplaceActivation):
+    """``max(0, x)``, as ``torch.nn.ReLU``.
+
+    Args:
+        inplace (bool): Ignored (Jittor has no in-place ops). Defaults to False.
+    """
+
     def execute(self, x: jt.Var) -> jt.Var:
         return jt.nn.relu(x)
 
 
 @ACTIVATION_LAYERS.register_module()
-class LeakyReLU(jt.nn.Module):
+class LeakyReLU(_InplaceActivation):
     """``x`` for ``x > 0`` else ``negative_slope * x``, as ``torch.nn.LeakyReLU``.
 
     Args:
@@ -48,32 +57,27 @@ class LeakyReLU(jt.nn.Module):
     """
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
-        super().__init__()
+        super().__init__(inplace)
         self.negative_slope = negative_slope
-        self.inplace = inplace
 
     def execute(self, x: jt.Var) -> jt.Var:
         return jt.ternary(x > 0, x, x * self.negative_slope)
 
 
 @ACTIVATION_LAYERS.register_module()
-class ReLU6(jt.nn.Module):
+class ReLU6(_InplaceActivation):
     """``min(max(0, x), 6)``, as ``torch.nn.ReLU6``.
 
     Args:
         inplace (bool): Ignored. Defaults to False.
     """
 
-    def __init__(self, inplace: bool = False) -> None:
-        super().__init__()
-        self.inplace = inplace
-
     def execute(self, x: jt.Var) -> jt.Var:
         return _relu6(x)
 
 
 @ACTIVATION_LAYERS.register_module()
-class ELU(jt.nn.Module):
+class ELU(_InplaceActivation):
     """``x`` for ``x > 0`` else ``alpha * (exp(x) - 1)``, as ``torch.nn.ELU``.
 
     Args:
@@ -82,9 +86,8 @@ class ELU(jt.nn.Module):
     """
 
     def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
-        super().__init__()
+        super().__init__(inplace)
         self.alpha = alpha
-        self.inplace = inplace
 
     def execute(self, x: jt.Var) -> jt.Var:
         return jt.ternary(x > 0, x, (x.exp() - 1) * self.alpha)
@@ -133,16 +136,12 @@ class Tanh(jt.nn.Module):
 
 
 @ACTIVATION_LAYERS.register_module()
-class SiLU(jt.nn.Module):
+class SiLU(_InplaceActivation):
     """``x * sigmoid(x)``, as ``torch.nn.SiLU``.
 
     Args:
         inplace (bool): Ignored. Defaults to False.
     """
-
-    def __init__(self, inplace: bool = False) -> None:
-        super().__init__()
-        self.inplace = inplace
 
     def execute(self, x: jt.Var) -> jt.Var:
         return x * x.sigmoid()
@@ -205,16 +204,12 @@ class HSigmoid(jt.nn.Module):
 
 
 @ACTIVATION_LAYERS.register_module()
-class HSwish(jt.nn.Module):
+class HSwish(_InplaceActivation):
     """Hard swish ``x * relu6(x + 3) / 6``, as ``torch.nn.Hardswish`` (mmcv's ``HSwish``).
 
     Args:
         inplace (bool): Ignored. Defaults to False.
     """
-
-    def __init__(self, inplace: bool = False) -> None:
-        super().__init__()
-        self.inplace = inplace
 
     def execute(self, x: jt.Var) -> jt.Var:
         return x * _relu6(x + 3.0) / 6.0

@@ -6,7 +6,7 @@ import numpy as np
 
 from jt_mm_plugins.runtime import jt
 from ..task_modules.registry import JITTOR_LOSSES
-from .utils import check_reduction, weight_reduce_loss
+from .utils import WeightedLoss, weight_reduce_loss
 
 DEFAULT_IGNORE_INDEX = -100  # as F.cross_entropy
 
@@ -134,7 +134,7 @@ def binary_cross_entropy(pred: jt.Var,
 
 
 @JITTOR_LOSSES.register_module()
-class CrossEntropyLoss(jt.nn.Module):
+class CrossEntropyLoss(WeightedLoss):
     """Cross-entropy loss (softmax or sigmoid), as mmdet's ``CrossEntropyLoss``.
 
     Args:
@@ -157,15 +157,12 @@ class CrossEntropyLoss(jt.nn.Module):
                  ignore_index: Optional[int] = None,
                  loss_weight: float = 1.0,
                  avg_non_ignore: bool = False) -> None:
-        super().__init__()
         if use_mask:
             raise NotImplementedError('CrossEntropyLoss (Jittor): use_mask=True (mask '
                                       'cross-entropy) is not implemented')
-        check_reduction(reduction, 'CrossEntropyLoss')
+        super().__init__(reduction, loss_weight)
         self.use_sigmoid = use_sigmoid
         self.use_mask = use_mask
-        self.reduction = reduction
-        self.loss_weight = loss_weight
         # a plain list: a jt.Var attribute would become a trainable parameter of the Module
         self.class_weight = None if class_weight is None else [float(w) for w in class_weight]
         self.ignore_index = ignore_index
@@ -196,15 +193,24 @@ class CrossEntropyLoss(jt.nn.Module):
         Returns:
             jt.Var: The loss.
         """
-        check_reduction(reduction_override, 'CrossEntropyLoss')
-        reduction = reduction_override if reduction_override else self.reduction
+        reduction = self.resolve_reduction(reduction_override)
+        return self.loss_weight * self.compute_loss(
+            cls_score, label, weight, reduction, avg_factor, ignore_index=ignore_index)
+
+    def compute_loss(self,
+                     pred: jt.Var,
+                     target: jt.Var,
+                     weight: Optional[jt.Var],
+                     reduction: str,
+                     avg_factor: Optional[Union[float, jt.Var]],
+                     ignore_index: Optional[int] = None) -> jt.Var:
         if ignore_index is None:
             ignore_index = self.ignore_index
         class_weight = (None if self.class_weight is None else jt.array(
             np.array(self.class_weight, np.float32)))
-        return self.loss_weight * self.cls_criterion(
-            cls_score,
-            label,
+        return self.cls_criterion(
+            pred,
+            target,
             weight,
             class_weight=class_weight,
             reduction=reduction,

@@ -4,7 +4,7 @@ from typing import Optional, Union
 from jt_mm_plugins.runtime import jt
 from ..task_modules.registry import JITTOR_LOSSES
 from .cross_entropy_loss import binary_cross_entropy_with_logits
-from .utils import check_reduction, expand_weight_like, weight_reduce_loss
+from .utils import WeightedLoss, expand_weight_like, weight_reduce_loss
 
 
 def _to_one_hot(target: jt.Var, num_classes: int) -> jt.Var:
@@ -81,8 +81,13 @@ def focal_loss_with_prob(pred: jt.Var,
 
 
 @JITTOR_LOSSES.register_module()
-class FocalLoss(jt.nn.Module):
+class FocalLoss(WeightedLoss):
     """Sigmoid `Focal Loss <https://arxiv.org/abs/1708.02002>`_, as mmdet's ``FocalLoss``.
+
+    Called as ``loss(pred, target, weight=None, avg_factor=None, reduction_override=None)``
+    (see :class:`WeightedLoss`) with logits (or probabilities when ``activated``) (N, C), targets
+    as class indices (N,) with C as background or one-hot (N, C), and a weight (N,), (N, C) or
+    (N * C,).
 
     Args:
         use_sigmoid (bool): Only True (sigmoid focal loss) is supported. Defaults to True.
@@ -101,45 +106,24 @@ class FocalLoss(jt.nn.Module):
                  reduction: str = 'mean',
                  loss_weight: float = 1.0,
                  activated: bool = False) -> None:
-        super().__init__()
         if use_sigmoid is not True:
             raise NotImplementedError('FocalLoss: only the sigmoid focal loss (use_sigmoid=True) '
                                       'is supported')
-        check_reduction(reduction, 'FocalLoss')
+        super().__init__(reduction, loss_weight)
         self.use_sigmoid = use_sigmoid
         self.gamma = gamma
         self.alpha = alpha
-        self.reduction = reduction
-        self.loss_weight = loss_weight
         self.activated = activated
 
-    def execute(self,
-                pred: jt.Var,
-                target: jt.Var,
-                weight: Optional[jt.Var] = None,
-                avg_factor: Optional[Union[float, jt.Var]] = None,
-                reduction_override: Optional[str] = None) -> jt.Var:
-        """Compute the loss.
-
-        Args:
-            pred (jt.Var): Logits (or probabilities when ``activated``) (N, C).
-            target (jt.Var): Class indices (N,) with C as background, or one-hot (N, C).
-            weight (jt.Var, optional): Weight (N,), (N, C) or (N * C,). Defaults to None.
-            avg_factor (float | jt.Var, optional): Divisor for 'mean'. Defaults to None.
-            reduction_override (str, optional): Overrides ``reduction``. Defaults to None.
-
-        Returns:
-            jt.Var: The loss.
-        """
-        check_reduction(reduction_override, 'FocalLoss')
-        reduction = reduction_override if reduction_override else self.reduction
+    def compute_loss(self, pred: jt.Var, target: jt.Var, weight: Optional[jt.Var], reduction: str,
+                     avg_factor: Optional[Union[float, jt.Var]]) -> jt.Var:
         if self.activated:
             loss_func = focal_loss_with_prob
         else:
             if pred.ndim != target.ndim:
                 target = _to_one_hot(target, pred.shape[1])
             loss_func = sigmoid_focal_loss
-        return self.loss_weight * loss_func(
+        return loss_func(
             pred,
             target,
             weight,

@@ -5,7 +5,7 @@ from typing import Optional, Union
 from jt_mm_plugins.ops.bbox_overlaps import bbox_overlaps
 from jt_mm_plugins.runtime import jt
 from ..task_modules.registry import JITTOR_LOSSES
-from .utils import check_reduction, weighted_loss, zero_weight_shortcut
+from .utils import WeightedLoss, weighted_loss
 
 IOU_LOSS_MODES = ('linear', 'square', 'log')
 
@@ -74,8 +74,11 @@ def _reduce_weight_to_boxes(weight: Optional[jt.Var], pred: jt.Var, owner: str) 
 
 
 @JITTOR_LOSSES.register_module()
-class IoULoss(jt.nn.Module):
+class IoULoss(WeightedLoss):
     """IoU loss of `UnitBox <https://arxiv.org/abs/1608.01471>`_, as mmdet's ``IoULoss``.
+
+    Called as ``loss(pred, target, weight=None, avg_factor=None, reduction_override=None)``
+    (see :class:`WeightedLoss`) with boxes (n, 4) and a weight (n,) or (n, 4).
 
     Args:
         linear (bool): Deprecated alias of ``mode='linear'``. Defaults to False.
@@ -84,6 +87,7 @@ class IoULoss(jt.nn.Module):
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
         mode (str): 'linear', 'square' or 'log'. Defaults to 'log'.
     """
+    zero_weight_policy = 'reduced'
 
     def __init__(self,
                  linear: bool = False,
@@ -91,10 +95,9 @@ class IoULoss(jt.nn.Module):
                  reduction: str = 'mean',
                  loss_weight: float = 1.0,
                  mode: str = 'log') -> None:
-        super().__init__()
         if mode not in IOU_LOSS_MODES:
             raise ValueError(f'IoULoss: mode must be one of {IOU_LOSS_MODES}, got {mode!r}')
-        check_reduction(reduction, 'IoULoss')
+        super().__init__(reduction, loss_weight)
         if linear:
             mode = 'linear'
             warnings.warn('DeprecationWarning: Setting "linear=True" in IOULoss is deprecated, '
@@ -102,35 +105,11 @@ class IoULoss(jt.nn.Module):
         self.mode = mode
         self.linear = linear
         self.eps = eps
-        self.reduction = reduction
-        self.loss_weight = loss_weight
 
-    def execute(self,
-                pred: jt.Var,
-                target: jt.Var,
-                weight: Optional[jt.Var] = None,
-                avg_factor: Optional[Union[float, jt.Var]] = None,
-                reduction_override: Optional[str] = None) -> jt.Var:
-        """Compute the loss.
-
-        Args:
-            pred (jt.Var): Predicted boxes (n, 4).
-            target (jt.Var): Target boxes (n, 4).
-            weight (jt.Var, optional): Weight (n,) or (n, 4). Defaults to None.
-            avg_factor (float | jt.Var, optional): Divisor for 'mean'. Defaults to None.
-            reduction_override (str, optional): Overrides ``reduction``. Defaults to None.
-
-        Returns:
-            jt.Var: The loss.
-        """
-        check_reduction(reduction_override, 'IoULoss')
-        reduction = reduction_override if reduction_override else self.reduction
-        if reduction != 'none':
-            shortcut = zero_weight_shortcut(pred, weight)
-            if shortcut is not None:
-                return shortcut
+    def compute_loss(self, pred: jt.Var, target: jt.Var, weight: Optional[jt.Var], reduction: str,
+                     avg_factor: Optional[Union[float, jt.Var]]) -> jt.Var:
         weight = _reduce_weight_to_boxes(weight, pred, 'IoULoss')
-        return self.loss_weight * iou_loss(
+        return iou_loss(
             pred,
             target,
             weight,
@@ -141,48 +120,28 @@ class IoULoss(jt.nn.Module):
 
 
 @JITTOR_LOSSES.register_module()
-class GIoULoss(jt.nn.Module):
+class GIoULoss(WeightedLoss):
     """`Generalized IoU loss <https://arxiv.org/abs/1902.09630>`_, as mmdet's ``GIoULoss``.
+
+    Called as ``loss(pred, target, weight=None, avg_factor=None, reduction_override=None)``
+    (see :class:`WeightedLoss`) with boxes (n, 4) and a weight (n,) or (n, 4).
 
     Args:
         eps (float): Lower clamp of the union and enclosing areas. Defaults to 1e-6.
         reduction (str): 'none', 'mean' or 'sum'. Defaults to 'mean'.
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
+    zero_weight_policy = 'first'
 
     def __init__(self,
                  eps: float = 1e-6,
                  reduction: str = 'mean',
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
-        check_reduction(reduction, 'GIoULoss')
+        super().__init__(reduction, loss_weight)
         self.eps = eps
-        self.reduction = reduction
-        self.loss_weight = loss_weight
 
-    def execute(self,
-                pred: jt.Var,
-                target: jt.Var,
-                weight: Optional[jt.Var] = None,
-                avg_factor: Optional[Union[float, jt.Var]] = None,
-                reduction_override: Optional[str] = None) -> jt.Var:
-        """Compute the loss.
-
-        Args:
-            pred (jt.Var): Predicted boxes (n, 4).
-            target (jt.Var): Target boxes (n, 4).
-            weight (jt.Var, optional): Weight (n,) or (n, 4). Defaults to None.
-            avg_factor (float | jt.Var, optional): Divisor for 'mean'. Defaults to None.
-            reduction_override (str, optional): Overrides ``reduction``. Defaults to None.
-
-        Returns:
-            jt.Var: The loss.
-        """
-        shortcut = zero_weight_shortcut(pred, weight)
-        if shortcut is not None:
-            return shortcut
-        check_reduction(reduction_override, 'GIoULoss')
-        reduction = reduction_override if reduction_override else self.reduction
+    def compute_loss(self, pred: jt.Var, target: jt.Var, weight: Optional[jt.Var], reduction: str,
+                     avg_factor: Optional[Union[float, jt.Var]]) -> jt.Var:
         weight = _reduce_weight_to_boxes(weight, pred, 'GIoULoss')
-        return self.loss_weight * giou_loss(
+        return giou_loss(
             pred, target, weight, eps=self.eps, reduction=reduction, avg_factor=avg_factor)

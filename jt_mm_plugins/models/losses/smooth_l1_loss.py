@@ -4,7 +4,7 @@ from typing import Optional, Union
 
 from jt_mm_plugins.runtime import jt
 from ..task_modules.registry import JITTOR_LOSSES
-from .utils import check_reduction, weighted_loss, zero_weight_shortcut
+from .utils import WeightedLoss, weighted_loss
 
 
 def _check_shapes(pred: jt.Var, target: jt.Var, owner: str) -> None:
@@ -52,90 +52,48 @@ def l1_loss(pred: jt.Var, target: jt.Var) -> jt.Var:
 
 
 @JITTOR_LOSSES.register_module()
-class SmoothL1Loss(jt.nn.Module):
+class SmoothL1Loss(WeightedLoss):
     """Smooth L1 loss, as used for box regression in
     `Fast R-CNN <https://arxiv.org/abs/1504.08083>`_.
+
+    Called as ``loss(pred, target, weight=None, avg_factor=None, reduction_override=None)``
+    (see :class:`WeightedLoss`), with ``pred``, ``target`` and an element-wise ``weight`` of the
+    same shape.
 
     Args:
         beta (float): Threshold between the quadratic and linear parts. Defaults to 1.0.
         reduction (str): 'none', 'mean' or 'sum'. Defaults to 'mean'.
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
+    zero_weight_policy = 'first'
 
     def __init__(self,
                  beta: float = 1.0,
                  reduction: str = 'mean',
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
-        check_reduction(reduction, 'SmoothL1Loss')
+        super().__init__(reduction, loss_weight)
         self.beta = beta
-        self.reduction = reduction
-        self.loss_weight = loss_weight
 
-    def execute(self,
-                pred: jt.Var,
-                target: jt.Var,
-                weight: Optional[jt.Var] = None,
-                avg_factor: Optional[Union[float, jt.Var]] = None,
-                reduction_override: Optional[str] = None) -> jt.Var:
-        """Compute the loss.
-
-        Args:
-            pred (jt.Var): Prediction.
-            target (jt.Var): Target, same shape.
-            weight (jt.Var, optional): Element-wise weight. Defaults to None.
-            avg_factor (float | jt.Var, optional): Divisor for 'mean'. Defaults to None.
-            reduction_override (str, optional): Overrides ``reduction``. Defaults to None.
-
-        Returns:
-            jt.Var: The loss.
-        """
-        shortcut = zero_weight_shortcut(pred, weight)
-        if shortcut is not None:
-            return shortcut
-        check_reduction(reduction_override, 'SmoothL1Loss')
-        reduction = reduction_override if reduction_override else self.reduction
-        return self.loss_weight * smooth_l1_loss(
+    def compute_loss(self, pred: jt.Var, target: jt.Var, weight: Optional[jt.Var], reduction: str,
+                     avg_factor: Optional[Union[float, jt.Var]]) -> jt.Var:
+        return smooth_l1_loss(
             pred, target, weight, beta=self.beta, reduction=reduction, avg_factor=avg_factor)
 
 
 @JITTOR_LOSSES.register_module()
-class L1Loss(jt.nn.Module):
+class L1Loss(WeightedLoss):
     """L1 loss.
+
+    Called as ``loss(pred, target, weight=None, avg_factor=None, reduction_override=None)``
+    (see :class:`WeightedLoss`), with ``pred``, ``target`` and an element-wise ``weight`` of the
+    same shape.
 
     Args:
         reduction (str): 'none', 'mean' or 'sum'. Defaults to 'mean'.
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
+    zero_weight_policy = 'first'
 
-    def __init__(self, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
-        super().__init__()
-        check_reduction(reduction, 'L1Loss')
-        self.reduction = reduction
-        self.loss_weight = loss_weight
-
-    def execute(self,
-                pred: jt.Var,
-                target: jt.Var,
-                weight: Optional[jt.Var] = None,
-                avg_factor: Optional[Union[float, jt.Var]] = None,
-                reduction_override: Optional[str] = None) -> jt.Var:
-        """Compute the loss.
-
-        Args:
-            pred (jt.Var): Prediction.
-            target (jt.Var): Target, same shape.
-            weight (jt.Var, optional): Element-wise weight. Defaults to None.
-            avg_factor (float | jt.Var, optional): Divisor for 'mean'. Defaults to None.
-            reduction_override (str, optional): Overrides ``reduction``. Defaults to None.
-
-        Returns:
-            jt.Var: The loss.
-        """
-        shortcut = zero_weight_shortcut(pred, weight)
-        if shortcut is not None:
-            return shortcut
-        check_reduction(reduction_override, 'L1Loss')
-        reduction = reduction_override if reduction_override else self.reduction
-        return self.loss_weight * l1_loss(
-            pred, target, weight, reduction=reduction, avg_factor=avg_factor)
+    def compute_loss(self, pred: jt.Var, target: jt.Var, weight: Optional[jt.Var], reduction: str,
+                     avg_factor: Optional[Union[float, jt.Var]]) -> jt.Var:
+        return l1_loss(pred, target, weight, reduction=reduction, avg_factor=avg_factor)

@@ -111,3 +111,74 @@ def expand_weight_like(weight: Optional[jt.Var], loss: jt.Var) -> Optional[jt.Va
         raise ValueError(f'loss weight of shape {tuple(weight.shape)} does not fit a loss of shape '
                          f'{tuple(loss.shape)}')
     return weight
+
+
+class WeightedLoss(jt.nn.Module):
+    """Common part of mmdet's loss modules: ``reduction`` (checked when built), ``loss_weight``
+    and the call ``execute(pred, target, weight, avg_factor, reduction_override)``, which
+    resolves the reduction and scales the result. A subclass implements only its math in
+    :meth:`compute_loss`.
+
+    mmdet's regression losses return ``(pred * weight).sum()`` (a zero that keeps the graph) when
+    no weight is positive; ``zero_weight_policy`` says when a subclass does so:
+    ``'first'``, before ``reduction_override`` is checked (mmdet's ``SmoothL1Loss``, ``L1Loss``,
+    ``GIoULoss``); ``'reduced'``, after, and only for a reduction other than ``'none'`` (mmdet's
+    ``IoULoss``); ``None``, never (classification losses).
+
+    Error messages name the subclass.
+
+    Args:
+        reduction (str): 'none', 'mean' or 'sum'. Defaults to 'mean'.
+        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+    """
+    zero_weight_policy: Optional[str] = None
+
+    def __init__(self, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
+        super().__init__()
+        check_reduction(reduction, type(self).__name__)
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+
+    def resolve_reduction(self, reduction_override: Optional[str]) -> str:
+        """``reduction_override`` (checked) if given, else the configured reduction."""
+        check_reduction(reduction_override, type(self).__name__)
+        return reduction_override if reduction_override else self.reduction
+
+    def _zero_weight_result(self, when: str, pred: jt.Var,
+                            weight: Optional[jt.Var]) -> Optional[jt.Var]:
+        if self.zero_weight_policy != when:
+            return None
+        return zero_weight_shortcut(pred, weight)
+
+    def execute(self,
+                pred: jt.Var,
+                target: jt.Var,
+                weight: Optional[jt.Var] = None,
+                avg_factor: Optional[Union[float, jt.Var]] = None,
+                reduction_override: Optional[str] = None) -> jt.Var:
+        """Compute the loss.
+
+        Args:
+            pred (jt.Var): Prediction.
+            target (jt.Var): Target.
+            weight (jt.Var, optional): Weight (shapes as the subclass accepts). Defaults to None.
+            avg_factor (float | jt.Var, optional): Divisor for 'mean'. Defaults to None.
+            reduction_override (str, optional): Overrides ``reduction``. Defaults to None.
+
+        Returns:
+            jt.Var: The loss, times ``loss_weight``.
+        """
+        shortcut = self._zero_weight_result('first', pred, weight)
+        if shortcut is not None:
+            return shortcut
+        reduction = self.resolve_reduction(reduction_override)
+        if reduction != 'none':
+            shortcut = self._zero_weight_result('reduced', pred, weight)
+            if shortcut is not None:
+                return shortcut
+        return self.loss_weight * self.compute_loss(pred, target, weight, reduction, avg_factor)
+
+    def compute_loss(self, pred: jt.Var, target: jt.Var, weight: Optional[jt.Var], reduction: str,
+                     avg_factor: Optional[Union[float, jt.Var]]) -> jt.Var:
+        """The unscaled loss for an already resolved ``reduction``; implemented by subclasses."""
+        raise NotImplementedError(f'{type(self).__name__} must implement compute_loss()')

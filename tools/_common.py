@@ -1,0 +1,155 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: the common command-line arguments, config
+loading with ``--cfg-options``, the runner, and the checkpoint-compat module.
+
+``tools/`` is not a package: each tool loads this file by its path. It does not import
+``jt_mm_plugins`` (which loads Jittor): a plain mmdet config needs neither.
+"""
+import argparse
+import importlib.util
+import logging
+import os
+import os.path as osp
+import sys
+import warnings
+from types import ModuleType
+from typing import TYPE_CHECKING, List, Optional, Sequence
+
+# mmengine resolves ``mmdet::`` config paths with pkg_resources, which warns on every use.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+if TYPE_CHECKING:
+    from mmengine.registry import Registry
+    from mmengine.runner import Runner
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def load_checkpoint_compat() -> ModuleType:
+    """Import ``jt_mm_plugins.utils.checkpoint_compat`` without importing ``jt_mm_plugins``.
+
+    The package's ``__init__`` loads Jittor, which a plain mmdet config does not need; the checkpoint
+    module itself depends only on torch and mmengine. It is registered in ``sys.modules`` under its
+    real name, so a later ``import jt_mm_plugins`` (from a config's ``custom_imports``) reuses it.
+    """
+    name = 'jt_mm_plugins.utils.checkpoint_compat'
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec('jt_mm_plugins')  # locates the package without importing it
+    package_dir = (spec.submodule_search_locations[0] if spec and spec.submodule_search_locations
+                   else osp.join(REPO_ROOT, 'jt_mm_plugins'))
+    path = osp.join(package_dir, 'utils', 'checkpoint_compat.py')
+    if not osp.isfile(path):
+        raise SystemExit(f'error: {path} not found: install jt_mm_plugins (pip install -e .) or '
+                         f'run the tool from its repository')
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def parse_common_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]],
+                      cfg_options_example: str) -> argparse.Namespace:
+    """Add the arguments both tools take last (``--cfg-options``, ``--launcher``,
+    ``--local-rank``), parse ``argv`` and check the positional ``config``.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser, with its own arguments (``config``
+            among them) already added.
+        argv (Sequence[str], optional): The arguments; None means ``sys.argv[1:]``.
+        cfg_options_example (str): Example key=value pairs for the ``--cfg-options`` help.
+
+    Returns:
+        argparse.Namespace: The parsed arguments; ``LOCAL_RANK`` is set in the environment.
+    """
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, as key=value pairs merged into it, e.g. '
+        f'{cfg_options_example}. Quote lists/tuples; no white space inside a value.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+
+    if not osp.isfile(args.config):
+        parser.error(f'config file not found: {args.config}')
+    return args
+
+
+def _has_key(cfg: Config, dotted_key: str) -> bool:
+    """Whether ``a.b.0.c`` names an existing entry of the config (list indices allowed)."""
+    node = cfg
+    for part in dotted_key.split('.'):
+        if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif not isinstance(node, (list, tuple, str)) and hasattr(node, 'keys') and part in node:
+            node = node[part]
+        else:
+            return False
+    return True
+
+
+def merge_cfg_options(cfg: Config, cfg_options: Optional[dict]) -> List[str]:
+    """Merge ``--cfg-options`` into ``cfg``; return the keys the config did not have before."""
+    if not cfg_options:
+        return []
+    new_keys = [key for key in cfg_options if not _has_key(cfg, key)]
+    cfg.merge_from_dict(cfg_options)
+    return new_keys
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """Load ``args.config`` and apply what both tools share: ``--launcher``, ``--cfg-options``
+    (reporting keys the config did not have) and the work directory (command line > config >
+    ``./work_dirs/<config name>``)."""
+    from mmengine.logging import print_log
+
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    for key in merge_cfg_options(cfg, args.cfg_options):
+        print_log(f'--cfg-options: "{key}" is not in the config {args.config}; it was added '
+                  f'(check the spelling if you meant to override an existing key)',
+                  logger='current', level=logging.WARNING)
+
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def use_gloo_without_cuda(cfg: Config, launcher: str) -> None:
+    """With a distributed ``launcher`` on a machine without CUDA, replace an NCCL process group
+    (which needs GPUs) with gloo, which runs the same collectives on CPU."""
+    if launcher == 'none':
+        return
+    import torch
+    if not torch.cuda.is_available() and cfg.get('env_cfg', {}).get('dist_cfg', {}).get(
+            'backend') == 'nccl':
+        cfg.env_cfg.dist_cfg.backend = 'gloo'
+
+
+def build_runner(cfg: Config, runners: 'Registry') -> 'Runner':
+    """Make mmengine checkpoints (``load_from``, ``--resume``) loadable with torch's
+    ``weights_only=True``, then build the runner: mmengine's ``Runner`` or, with
+    ``runner_type``, the one the registry ``runners`` builds."""
+    from mmengine.runner import Runner
+
+    load_checkpoint_compat().register_mmengine_safe_globals()
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return runners.build(cfg)
