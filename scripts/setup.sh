@@ -5,6 +5,7 @@
 # Expensive artefacts are cached outside the repo:
 #   ~/.cache/pip                          pip's own download cache (torch is ~6 GB installed)
 #   $JTMM_CACHE/wheels/torch-<ver>/       the mmcv wheel built here (11-12 min to rebuild on 2 cores)
+#   $JTMM_CACHE/jittor-<ver>/             Jittor itself (a fixed path keeps its compile cache shared)
 #   ~/.cache/jittor                       Jittor's compiled core and ops
 # Knobs (environment): JTMM_CACHE (default ~/.cache/jt_mm_plugins), JTMM_NO_SHARED_WHEELS=1 (ignore
 # ../shared/wheels, to prove the cold path), JTMM_FORCE_SETUP=1 (ignore the stamp), PYTHON (default python3).
@@ -49,7 +50,8 @@ exec 2> >(grep --line-buffered -v "is ignored: it is neither a file nor a direct
 "${PIP[@]}" -q "pip>=23" wheel
 
 log "installing torch==$TORCH_VERSION and torchvision (large download the first time)"
-"${PIP[@]}" -q "torch==$TORCH_VERSION" "$(grep '^torchvision==' requirements.txt)" "numpy<2"
+"${PIP[@]}" -q "torch==$TORCH_VERSION" "$(grep '^torchvision==' requirements.txt)" "numpy<2" \
+    "$(grep '^setuptools' requirements.txt)"
 
 # --- mmcv with its C++ ops -------------------------------------------------------------------------
 FIND_LINKS=(--find-links "$WHEEL_CACHE")
@@ -61,8 +63,8 @@ if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'
     if ! "${PIP[@]}" -q --no-index --no-deps "${FIND_LINKS[@]}" "mmcv==$MMCV_VERSION" 2>/dev/null; then
         log "no cached mmcv $MMCV_VERSION wheel: building it from source (about 12 minutes on 2 cores)"
         build_dir="$(mktemp -d)"
-        # mmcv's setup.py imports pkg_resources, gone from the setuptools>=77 that torch requires:
-        # build with an older one, then restore torch's.
+        # mmcv's setup.py needs a setuptools older than the >=77 that torch requires: build with
+        # one, then restore requirements.txt's.
         "${PIP[@]}" -q "setuptools<70"
         # --no-build-isolation: mmcv's metadata step imports torch, which only this venv has.
         "$PY" -m pip download -q --no-deps --no-binary :all: --no-build-isolation -d "$build_dir" \
@@ -74,15 +76,38 @@ if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'
         MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
             "$PY" -m pip wheel --no-build-isolation --no-deps -w "$WHEEL_CACHE" "$src"
         rm -rf "$build_dir"
-        "${PIP[@]}" -q "setuptools>=77.0.3"
+        "${PIP[@]}" -q "$(grep '^setuptools' requirements.txt)"
         "${PIP[@]}" -q --no-index --no-deps --find-links "$WHEEL_CACHE" "mmcv==$MMCV_VERSION"
         log "mmcv wheel cached in $WHEEL_CACHE"
     fi
 fi
 
+# --- Jittor, at a fixed path outside the repo ------------------------------------------------------
+# Jittor keys its compile cache (~/.cache/jittor/...) on the location of its own source files. Inside
+# each clone's .venv it would recompile its core and every kernel once per clone (tens of minutes on
+# 2 cores); installed once under $JTMM_CACHE and put on the venv's path with a .pth file, every clone
+# shares one warm cache.
+JITTOR_VERSION="$(sed -n 's/^jittor==//p' requirements.txt)"
+JITTOR_SITE="$JTMM_CACHE/jittor-$JITTOR_VERSION"
+if [[ ! -f "$JITTOR_SITE/jittor/__init__.py" ]]; then
+    log "installing jittor==$JITTOR_VERSION into $JITTOR_SITE (shared by every clone)"
+    rm -rf "$JITTOR_SITE.tmp.$$"
+    "${PIP[@]}" -q --no-deps --target "$JITTOR_SITE.tmp.$$" "jittor==$JITTOR_VERSION"
+    rm -rf "$JITTOR_SITE" && mv "$JITTOR_SITE.tmp.$$" "$JITTOR_SITE"
+fi
+SITE_PACKAGES="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+if [[ -d "$SITE_PACKAGES/jittor" ]]; then
+    "$PY" -m pip uninstall -y -q jittor  # a per-venv copy would shadow the shared one
+fi
+echo "$JITTOR_SITE" > "$SITE_PACKAGES/jt_mm_plugins_shared_jittor.pth"
+
 log "installing the rest of requirements.txt"
-"${PIP[@]}" -q "${FIND_LINKS[@]}" -r requirements.txt
+grep -v '^jittor==' requirements.txt > "$VENV/requirements-without-jittor.txt"
+"${PIP[@]}" -q "${FIND_LINKS[@]}" -r "$VENV/requirements-without-jittor.txt" tqdm pillow astunparse
 "${PIP[@]}" -q --no-deps --no-build-isolation -e .
+"$PY" -c "import jittor_utils, sys; assert jittor_utils.__file__.startswith('$JITTOR_SITE'), \
+    f'jittor is imported from {jittor_utils.__file__}, not the shared $JITTOR_SITE'" || \
+    die "the shared Jittor install is shadowed; remove other jittor copies from $VENV"
 
 # --- oneDNN for Jittor's CPU convolutions ----------------------------------------------------------
 if [[ ! -e /usr/include/dnnl.h ]]; then
