@@ -4,7 +4,7 @@
 #   python tools/generate_demo_dataset.py
 #   python tools/train.py configs/demo/faster_rcnn_r18_fpn_demo_mmdet.py
 #   python tools/test.py configs/demo/faster_rcnn_r18_fpn_demo_mmdet.py \
-#       work_dirs/faster_rcnn_r18_fpn_demo_mmdet/epoch_6.pth --show-dir vis
+#       work_dirs/faster_rcnn_r18_fpn_demo_mmdet/epoch_4.pth --show-dir vis
 #
 # No pretrained weights (nothing can be downloaded here): the backbone trains from scratch, so its
 # BatchNorm layers train too (norm_eval=False) and no stage is frozen.
