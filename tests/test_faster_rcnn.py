@@ -4,12 +4,10 @@ import copy
 import pytest
 import torch
 from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
 from mmdet.utils import register_all_modules
-from mmengine.config import Config
-from mmengine.structures import InstanceData
 
 import jt_mm_plugins  # noqa: F401
+from jt_mm_plugins.alignment.pairs import demo_detector_configs, detection_batch
 
 register_all_modules()
 # Tolerances: losses 1e-4 relative; detections: same count, boxes within 1e-3 px, scores within 1e-4;
@@ -21,29 +19,14 @@ register_all_modules()
 LOSS_RTOL, BOX_ATOL, SCORE_ATOL, GRAD_RTOL = 1e-4, 1e-3, 1e-4, 1e-2
 
 
-def _configs(small: bool = True):
-    ref = Config.fromfile('configs/demo/faster_rcnn_r18_fpn_demo_mmdet.py').model
-    jit = Config.fromfile('configs/demo/faster_rcnn_r18_fpn_demo_jittor.py').model
-    for cfg in (ref, jit):
-        # Randomness removed: every anchor / proposal is sampled, so both sides see the same set.
-        cfg.train_cfg.rpn.sampler.num = 100000
-        cfg.train_cfg.rcnn.sampler.num = 100000
-        if small:
-            cfg.backbone.depth = 18
-    return ref, jit
+def _configs():
+    # The demo's mmdet R-18 Faster R-CNN and its Jittor twin, every anchor / proposal sampled
+    # (randomness removed), as tools/align.py's faster_rcnn pair uses them.
+    return demo_detector_configs()
 
 
-def _batch(model, size=96):
-    generator = torch.Generator().manual_seed(0)
-    samples, images = [], []
-    for i, shape in enumerate([(size, size), (size - 16, size)]):
-        sample = DetDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, scale_factor=(1., 1.)))
-        gt = InstanceData()
-        gt.bboxes = torch.tensor([[8., 10., 50., 60.], [40., 30., 90., 70.]]) * (0.9 + 0.1 * i)
-        gt.labels = torch.tensor([0, 2])
-        sample.gt_instances = gt
-        samples.append(sample)
-        images.append((torch.rand(3, *shape, generator=generator) * 255).to(torch.uint8))
+def _batch(model):
+    images, samples = detection_batch()
     return model.data_preprocessor({'inputs': images, 'data_samples': samples}, False)
 
 

@@ -111,14 +111,15 @@ class _LossProbe(torch.nn.Module):
         return self.model.named_parameters(*args, **kwargs)
 
 
-def _detection_batch(size: int = 96):
+def detection_batch(size: int = 96):
     """Two images (the second smaller than the batch shape) with a few ground-truth boxes."""
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
     generator = torch.Generator().manual_seed(0)
     samples, images = [], []
     for i, shape in enumerate([(size, size), (size - 16, size)]):
-        sample = DetDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, scale_factor=(1., 1.)))
+        sample = DetDataSample(
+            metainfo=dict(img_shape=shape, ori_shape=shape, scale_factor=(1., 1.)))
         gt = InstanceData()
         gt.bboxes = torch.tensor([[8., 10., 50., 60.], [40., 30., 90., 70.]]) * (0.9 + 0.1 * i)
         gt.labels = torch.tensor([0, 2])
@@ -128,7 +129,7 @@ def _detection_batch(size: int = 96):
     return images, samples
 
 
-def _demo_detector_configs():
+def demo_detector_configs():
     """The demo's mmdet Faster R-CNN and its pure-Jittor twin; every anchor / proposal sampled, so
     no random choice separates the two."""
     from mmengine.config import Config
@@ -144,11 +145,11 @@ def _build_detectors(seed: int):
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     register_all_modules()
-    ref_cfg, jit_cfg = _demo_detector_configs()
+    ref_cfg, jit_cfg = demo_detector_configs()
     torch.manual_seed(seed)
     reference, candidate = MODELS.build(ref_cfg), MODELS.build(jit_cfg)
     candidate.load_state_dict(reference.state_dict(), strict=True)
-    images, samples = _detection_batch()
+    images, samples = detection_batch()
     data = reference.data_preprocessor({'inputs': images, 'data_samples': samples}, False)
     return reference, candidate, data
 
@@ -172,14 +173,14 @@ def build_rpn_head(size: str = 'small', seed: int = 0) -> Built:
     import copy
     from mmdet.registry import MODELS
     _sized(size, None, None)
-    ref_cfg, _ = _demo_detector_configs()
+    ref_cfg, _ = demo_detector_configs()
     head_cfg = copy.deepcopy(ref_cfg.rpn_head)
     head_cfg.update(train_cfg=ref_cfg.train_cfg.rpn, test_cfg=ref_cfg.test_cfg.rpn)
     torch.manual_seed(seed)
     reference = MODELS.build(head_cfg)
     candidate = MODELS.build(dict(head_cfg, type='JittorRPNHead'))
     candidate.load_state_dict(reference.state_dict(), strict=True)
-    images, samples = _detection_batch()
+    images, samples = detection_batch()
     for sample in samples:  # the RPN is class-agnostic
         sample.gt_instances.labels = torch.zeros_like(sample.gt_instances.labels)
     channels = head_cfg.in_channels
@@ -205,14 +206,14 @@ def build_roi_head(size: str = 'small', seed: int = 0) -> Built:
     from mmdet.registry import MODELS
     from mmengine.structures import InstanceData
     _sized(size, None, None)
-    ref_cfg, _ = _demo_detector_configs()
+    ref_cfg, _ = demo_detector_configs()
     head_cfg = copy.deepcopy(ref_cfg.roi_head)
     head_cfg.update(train_cfg=ref_cfg.train_cfg.rcnn, test_cfg=ref_cfg.test_cfg.rcnn)
     torch.manual_seed(seed)
     reference = MODELS.build(head_cfg)
     candidate = MODELS.build(dict(head_cfg, type='JittorStandardRoIHead'))
     candidate.load_state_dict(reference.state_dict(), strict=True)
-    images, samples = _detection_batch()
+    images, samples = detection_batch()
     channels = head_cfg.bbox_roi_extractor.out_channels
     feats = tuple(torch.randn(2, channels, 96 // s, 96 // s) for s in (4, 8, 16, 32))
     generator = torch.Generator().manual_seed(seed)
