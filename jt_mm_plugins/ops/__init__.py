@@ -1,6 +1,7 @@
 """Jittor detection kernels with CPU and CUDA sources, following ``mmcv.ops`` / mmdet semantics."""
+from .batch_norm import batch_norm_train
 from .bbox_overlaps import bbox_overlaps
 from .nms import batched_nms, nms
 from .roi_align import RoIAlign, roi_align
 
-__all__ = ['bbox_overlaps', 'nms', 'batched_nms', 'roi_align', 'RoIAlign']
+__all__ = ['batch_norm_train', 'bbox_overlaps', 'nms', 'batched_nms', 'roi_align', 'RoIAlign']

@@ -1,6 +1,7 @@
 """A BatchNorm for Jittor with exactly torch.nn.BatchNorm2d's semantics."""
 from typing import Optional
 
+from jt_mm_plugins.ops.batch_norm import batch_norm_train, batch_norm_train_supported
 from jt_mm_plugins.runtime import jt
 
 
@@ -46,6 +47,14 @@ class BatchNorm2d(jt.nn.Module):
                              f'{tuple(x.shape)}')
         reduce_dims = [0] + list(range(2, x.ndim))
         use_batch_stats = self.is_training() or not self.track_running_stats
+        if use_batch_stats and batch_norm_train_supported(x):
+            # Fused CPU kernels (jt_mm_plugins/ops/batch_norm.py): the same result, several times
+            # faster than the Jittor ops below.
+            normed, mean, var = batch_norm_train(x, self.weight if self.affine else None,
+                                                 self.bias if self.affine else None, self.eps)
+            if self.is_training() and self.track_running_stats:
+                self._update_running_stats(mean, var, x.numel() // self.num_features)
+            return normed
         if use_batch_stats:
             mean = x.mean(dims=reduce_dims)
             centered = x - self._per_channel(mean, x.ndim)
