@@ -5,6 +5,8 @@ PY := .venv/bin/python
 DEMO_CONFIG ?= configs/demo/faster_rcnn_clip_rn_jittor_fpn_demo.py
 DEMO_WORK_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
+# OpenMP threads spinning at barriers cost 6-8x on a shared CPU (torch and Jittor alike); no cost idle.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup demo test
 

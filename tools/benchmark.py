@@ -7,11 +7,13 @@ three variants run one forward + backward step:
 * ``jittor``: the bare Jittor module, no bridge (``jt.grad`` wrt inputs and parameters);
 * ``bridged``: the Jittor module behind the torch bridge, as an mmdet config uses it.
 
-Each variant is warmed up (Jittor compiles kernels on first use), then timed ``--iters`` times with
-synchronisation; the median is reported. Peak memory is the largest resident-set growth over the
-variant's warm-up and timed steps, sampled every millisecond by a background thread, from a baseline
-taken after ``gc.collect()`` and ``jt.gc()``. Allocator caches make this an indication, not an exact
-figure: memory an earlier variant freed to a cache is not counted again.
+Each variant is warmed up alone (Jittor compiles kernels on first use); then the timed steps alternate
+between the variants, round by round, with synchronisation, and the median per variant is reported.
+Peak memory is the largest resident-set growth over the variant's warm-up steps, sampled every
+millisecond by a background thread, from a baseline taken after ``gc.collect()`` and ``jt.gc()``.
+Allocator caches make this an indication, not an exact figure: memory an earlier variant freed to a
+cache is not counted again. The header records the machine, threads, ``OMP_WAIT_POLICY`` and the load
+average when the run started: numbers taken on a busy machine say so.
 
     python tools/benchmark.py                       # all components, real sizes
     python tools/benchmark.py clip_resnet --iters 20 --markdown bench.md
@@ -28,10 +30,15 @@ import threading
 import time
 from typing import Callable, Dict, List
 
-import torch
+# OpenMP threads that spin-wait at barriers steal the CPU their stragglers need whenever another
+# process shares the cores (6-8x slower steps on a 2-core machine, both frameworks); PASSIVE costs
+# nothing measurable on an idle machine. libgomp reads it once, when torch loads it.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
-import jt_mm_plugins  # noqa: F401
-from jt_mm_plugins import runtime
+import torch  # noqa: E402
+
+import jt_mm_plugins  # noqa: F401,E402
+from jt_mm_plugins import runtime  # noqa: E402
 from jt_mm_plugins.alignment import fresh_inputs, get_pair, leaves
 from jt_mm_plugins.bridge import torch_to_jittor
 from jt_mm_plugins.bridge.tensors import map_structure
@@ -81,37 +88,60 @@ def _torch_step(module: torch.nn.Module, inputs: List) -> Callable[[], None]:
     return step
 
 
+def jittor_gradients(module, xs, input_vars: List) -> Dict[str, 'jt.Var']:
+    """One bare-Jittor forward + backward: gradients of the outputs' mean wrt every trainable
+    parameter (by name) and every input (``input.<i>``), computed and synchronised.
+
+    Parameters are looked up at every call: the bridged variant of the same module replaces its
+    parameter Vars when torch-side values change, and a stale list would make Jittor skip every
+    weight gradient (it only warns "doesn't have gradient") and so time less work.
+    """
+    params = {n: p for n, p in module.named_parameters() if not p.is_stop_grad()}
+    outs = module(*xs)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    loss = sum(o.float32().mean() for o in outs)
+    grads = jt.grad(loss, list(params.values()) + input_vars)
+    jt.sync(grads)
+    jt.sync_all(True)
+    names = list(params) + [f'input.{i}' for i in range(len(input_vars))]
+    return dict(zip(names, grads))
+
+
 def _jittor_step(module, inputs: List) -> Callable[[], None]:
     xs = map_structure(torch_to_jittor, inputs)
     input_vars = []
     map_structure(input_vars.append, xs)
-    params = [p for p in module.parameters() if not p.is_stop_grad()]
-
-    def step():
-        outs = module(*xs)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        loss = sum(o.float32().mean() for o in outs)
-        grads = jt.grad(loss, params + input_vars)
-        jt.sync(grads)
-        jt.sync_all(True)
-
-    return step
+    return lambda: jittor_gradients(module, xs, input_vars)
 
 
-def _time(step: Callable[[], None], warmup: int, iters: int):
-    """Median step time, and the resident-set growth over warm-up + timed steps (from a baseline
-    taken after freeing what earlier variants left in Jittor's and Python's caches)."""
-    gc.collect()
-    jt.gc()
-    times = []
-    with PeakRSS() as mem:
-        for _ in range(warmup):
-            step()
-        for _ in range(iters):
+def _time(steps: Dict[str, Callable[[], None]], warmup: int, iters: int, label: str) -> Dict:
+    """Per variant: median step time and peak resident-set growth.
+
+    Each variant first runs its warm-up steps alone (Jittor compiles kernels then), under a
+    resident-set probe from a baseline taken after freeing what earlier variants left in Jittor's
+    and Python's caches. The timed steps then alternate between the variants, round by round, so
+    that a change in machine load hits every variant alike instead of whichever ran at the time.
+    """
+    peaks, times = {}, {variant: [] for variant in steps}
+    for variant, step in steps.items():
+        gc.collect()
+        jt.gc()
+        with PeakRSS() as mem:
+            for _ in range(max(warmup, 1)):
+                step()
+        peaks[variant] = mem.growth
+    for _ in range(iters):
+        for variant, step in steps.items():
             start = time.perf_counter()
             step()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times), mem.growth
+            times[variant].append(time.perf_counter() - start)
+    result = {}
+    for variant in steps:
+        seconds = statistics.median(times[variant])
+        result[variant] = {'median_s': seconds, 'peak_rss_mb': peaks[variant] / 2**20}
+        print(f'  {label:<12} {variant:<8} median {seconds * 1e3:9.1f} ms   '
+              f'peak +{peaks[variant] / 2**20:8.1f} MB', flush=True)
+    return result
 
 
 def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool) -> Dict:
@@ -124,11 +154,7 @@ def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool
         'bridged': _torch_step(candidate, inputs),
     }
     result = {'component': name, 'size': size, 'shapes': [list(x.shape) for x in leaves(inputs)]}
-    for variant, step in steps.items():
-        seconds, peak = _time(step, warmup, iters)
-        result[variant] = {'median_s': seconds, 'peak_rss_mb': peak / 2**20}
-        print(f'  {name:<12} {variant:<8} median {seconds * 1e3:9.1f} ms   '
-              f'peak +{peak / 2**20:8.1f} MB', flush=True)
+    result.update(_time(steps, warmup, iters, name))
     result['bridge_overhead'] = result['bridged']['median_s'] / result['jittor']['median_s'] - 1
     result['jittor_vs_pytorch'] = result['jittor']['median_s'] / result['pytorch']['median_s']
     result['bridged_vs_pytorch'] = result['bridged']['median_s'] / result['pytorch']['median_s']
@@ -184,18 +210,18 @@ def benchmark_detector(name: str, warmup: int, iters: int, batch_size: int,
     data = _detector_batch(reference, batch_size, image_size)
     result = {'component': f'detector: {name}', 'size': f'{batch_size}x3x{image_size}x{image_size}',
               'shapes': [list(data['inputs'].shape)]}
-    for variant, model in (('pytorch', reference), ('bridged', candidate)):
+
+    def training_step(model):
         model.train()
 
-        def step(model=model):
+        def step():
             model.zero_grad(set_to_none=True)
             losses = model.loss(data['inputs'], copy.deepcopy(data['data_samples']))
             model.parse_losses(losses)[0].backward()
+        return step
 
-        seconds, peak = _time(step, warmup, iters)
-        result[variant] = {'median_s': seconds, 'peak_rss_mb': peak / 2**20}
-        print(f'  {name:<12} {variant:<8} median {seconds * 1e3:9.1f} ms   '
-              f'peak +{peak / 2**20:8.1f} MB', flush=True)
+    result.update(_time({'pytorch': training_step(reference), 'bridged': training_step(candidate)},
+                        warmup, iters, name))
     result['bridged_vs_pytorch'] = result['bridged']['median_s'] / result['pytorch']['median_s']
     return result
 
@@ -254,7 +280,9 @@ def main(argv=None) -> int:
     header = (f'Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, '
               f'torch threads {torch.get_num_threads()}; {runtime.describe()}; '
               f'{time.strftime("%Y-%m-%d")}; median of {args.iters} steps after {args.warmup} '
-              f'warm-up; {"eval" if args.eval_mode else "train"} mode; forward + backward.')
+              f'warm-up, variants alternating; {"eval" if args.eval_mode else "train"} mode; '
+              f'forward + backward; OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "unset")}; '
+              f'load average at start {os.getloadavg()[0]:.2f}.')
     print(header, flush=True)
     results = [benchmark_pair(n, args.size, args.warmup, args.iters, not args.eval_mode)
                for n in names]

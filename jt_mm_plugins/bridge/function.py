@@ -88,6 +88,9 @@ class _JittorFunction(torch.autograd.Function):
                 result = call.fn(*args, **kwargs)
         jt_outputs = _flatten(result, _is_var)
         call.output_structure = result
+        # One graph execution for all outputs (converting them one by one runs one sync each).
+        if jt_outputs:
+            jt.sync(jt_outputs)
         torch_outputs = tuple(jittor_to_torch(v, device) for v in jt_outputs)
         ctx.mark_non_differentiable(*[t for t in torch_outputs if not t.is_floating_point()])
         if call.grad_enabled:
@@ -109,6 +112,8 @@ class _JittorFunction(torch.autograd.Function):
         # retain_graph: torch may run this backward again (retain_graph=True, gradcheck); the Jittor
         # graph is freed with the torch graph node that holds it.
         grads = jt.grad(sum(terms), targets, retain_graph=True) if (terms and targets) else []
+        if grads:
+            jt.sync(list(grads))  # one graph execution for every gradient
         device = grad_outputs[0].device if grad_outputs and grad_outputs[0] is not None else None
         grads = iter([jittor_to_torch(g, device or torch.device('cpu')) for g in grads])
         input_grads = [next(grads) if n else None for n in call.input_needs_grad] \

@@ -154,9 +154,11 @@ class JittorModuleWrapper(BaseModule):
                     entry.var.stop_grad()
 
     def _pull_buffers_from_jittor(self) -> None:
+        buffers = [entry for entry in self._state_entries if entry.is_buffer]
+        if buffers:
+            jt.sync([entry.var for entry in buffers])  # one graph execution for all of them
         with torch.no_grad():
-            for entry in self._state_entries:
-                if entry.is_buffer:
+            for entry in buffers:
                     value = jittor_to_torch(entry.var, entry.tensor.device)
                     entry.tensor.copy_(value.reshape(entry.tensor.shape))
                     entry.synced = entry.torch_state_key()

@@ -1,0 +1,84 @@
+"""tools/benchmark.py: what it measures (the same work in every variant), its outputs and errors.
+Timings themselves are not asserted: they belong to benchmark runs, not tests."""
+import importlib.util
+import json
+import os
+
+import pytest
+import torch
+
+from jt_mm_plugins.alignment import get_pair
+from jt_mm_plugins.bridge import torch_to_jittor
+from jt_mm_plugins.bridge.tensors import map_structure
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _benchmark_tool():
+    spec = importlib.util.spec_from_file_location('benchmark_tool',
+                                                  os.path.join(REPO, 'tools', 'benchmark.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _benchmark_tool()
+
+
+def test_bare_jittor_step_still_computes_every_gradient_after_the_bridge_replaced_vars():
+    # The bridged step pushes changed torch values by replacing the Jittor parameter Vars; the
+    # bare step must follow them, or Jittor silently skips the weight gradients (less work timed).
+    candidate, _, inputs = get_pair('fpn').build('small', 0)
+    candidate.train()
+    xs = map_structure(torch_to_jittor, inputs)
+    input_vars = []
+    map_structure(input_vars.append, xs)
+    names = {n for n, p in candidate.jittor_module.named_parameters()}
+    first = bench.jittor_gradients(candidate.jittor_module, xs, input_vars)
+    with torch.no_grad():
+        for p in candidate.parameters():
+            p.add_(0.01)
+    bench._torch_step(candidate, inputs)()  # pushes the new values: new Vars
+    second = bench.jittor_gradients(candidate.jittor_module, xs, input_vars)
+    assert names <= set(second) and len(second) == len(names) + len(input_vars)
+    for name in names:
+        assert float(second[name].abs().max()) > 0, f'{name}: no gradient after the bridge step'
+    # the step used the pushed values: the same inputs now give different gradients
+    assert any(float((first[n] - second[n]).abs().max()) > 0 for n in names)
+
+
+def test_component_run_writes_json_and_markdown(tmp_path, capsys):
+    out_json, out_md = tmp_path / 'bench.json', tmp_path / 'bench.md'
+    assert bench.main(['fpn', '--size', 'small', '--warmup', '1', '--iters', '2',
+                       '--json', str(out_json), '--markdown', str(out_md)]) == 0
+    (result, ) = json.loads(out_json.read_text())
+    assert result['component'] == 'fpn'
+    for variant in ('pytorch', 'jittor', 'bridged'):
+        assert result[variant]['median_s'] > 0 and result[variant]['peak_rss_mb'] >= 0
+    assert result['jittor_vs_pytorch'] == pytest.approx(
+        result['jittor']['median_s'] / result['pytorch']['median_s'])
+    table = out_md.read_text()
+    assert 'variants alternating' in table and 'OMP_WAIT_POLICY=' in table
+    assert table.count('\n| fpn |') == 1
+    assert 'fpn' in capsys.readouterr().out
+
+
+def test_detector_run_times_both_detectors(tmp_path):
+    out_json = tmp_path / 'det.json'
+    assert bench.main(['--detector', 'faster_rcnn_r18_demo', '--detector-batch', '1',
+                       '--detector-image-size', '128', '--warmup', '1', '--iters', '1',
+                       '--json', str(out_json)]) == 0
+    (result, ) = json.loads(out_json.read_text())
+    assert result['component'] == 'detector: faster_rcnn_r18_demo'
+    assert result['shapes'] == [[1, 3, 128, 128]]
+    assert result['bridged_vs_pytorch'] == pytest.approx(
+        result['bridged']['median_s'] / result['pytorch']['median_s'])
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['no_such_component'], 'no_such_component'),
+    (['fpn', '--iters', '0'], '--iters must be >= 1'),
+])
+def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
+    assert bench.main(argv) == 2
+    assert message in capsys.readouterr().err
