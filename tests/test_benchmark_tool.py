@@ -59,6 +59,7 @@ def test_component_run_writes_json_and_markdown(tmp_path, capsys):
         result['jittor']['median_s'] / result['pytorch']['median_s'])
     table = out_md.read_text()
     assert 'variants alternating' in table and 'OMP_WAIT_POLICY=' in table
+    assert 'glibc malloc keeps freed memory: yes' in table
     assert table.count('\n| fpn |') == 1
     assert 'fpn' in capsys.readouterr().out
 
@@ -82,3 +83,9 @@ def test_detector_run_times_both_detectors(tmp_path):
 def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
     assert bench.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_allocator_setting_can_be_switched_off(monkeypatch):
+    assert bench.common.tune_cpu_allocator() is True
+    monkeypatch.setenv('JTMM_GLIBC_MALLOC_DEFAULTS', '1')
+    assert bench.common.tune_cpu_allocator() is False

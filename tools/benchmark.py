@@ -21,6 +21,7 @@ average when the run started: numbers taken on a busy machine say so.
 """
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import platform
@@ -43,6 +44,12 @@ from jt_mm_plugins.alignment import fresh_inputs, get_pair, leaves
 from jt_mm_plugins.bridge import torch_to_jittor
 from jt_mm_plugins.bridge.tensors import map_structure
 from jt_mm_plugins.runtime import jt
+
+_COMMON_SPEC = importlib.util.spec_from_file_location(
+    'jt_mm_plugins_tools_common', os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                               '_common.py'))
+common = importlib.util.module_from_spec(_COMMON_SPEC)
+_COMMON_SPEC.loader.exec_module(common)
 
 
 class PeakRSS:
@@ -267,6 +274,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    allocator_tuned = common.tune_cpu_allocator()
     args = parse_args(argv)
     if args.iters < 1 or args.warmup < 0:
         print('benchmark: --iters must be >= 1 and --warmup >= 0', file=sys.stderr)
@@ -282,6 +290,7 @@ def main(argv=None) -> int:
               f'{time.strftime("%Y-%m-%d")}; median of {args.iters} steps after {args.warmup} '
               f'warm-up, variants alternating; {"eval" if args.eval_mode else "train"} mode; '
               f'forward + backward; OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "unset")}; '
+              f'glibc malloc keeps freed memory: {"yes" if allocator_tuned else "no"}; '
               f'load average at start {os.getloadavg()[0]:.2f}.')
     print(header, flush=True)
     results = [benchmark_pair(n, args.size, args.warmup, args.iters, not args.eval_mode)

@@ -72,6 +72,7 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
+    common.tune_cpu_allocator()
     args = parse_args(argv)
 
     from mmdet.evaluation import DumpDetResults

@@ -111,6 +111,7 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
+    common.tune_cpu_allocator()
     args = parse_args(argv)
 
     from mmdet.utils import setup_cache_size_limit_of_dynamo
