@@ -4,7 +4,10 @@ import os
 
 import pytest
 
-from jt_mm_plugins.alignment import ALIGNMENT_PAIRS, compare_modules, get_pair
+import torch
+
+from jt_mm_plugins.alignment import ALIGNMENT_PAIRS, DiffRow, compare_modules, get_pair
+from jt_mm_plugins.alignment.pairs import mmcv_nms_accepts_float64
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,3 +52,38 @@ def test_compare_reports_every_parameter_group():
     groups = {r.name.split(' ')[0] for r in rows if r.kind == 'param grad'}
     assert groups == {'lateral_convs', 'fpn_convs'}
     assert all(r.ok for r in rows)
+
+
+def test_float64_referee_decides_only_past_the_float32_tolerance():
+    assert DiffRow('param grad', 'w', 1.0, 5e-3, 1e-2).ok
+    assert not DiffRow('param grad', 'w', 1.0, 2e-2, 1e-2).ok
+    # the float32 reference is itself 2e-2 off float64, the candidate 1e-3: aligned
+    assert DiffRow('param grad', 'w', 1.0, 2e-2, 1e-2, 1e-3, 2e-2).ok
+    assert not DiffRow('param grad', 'w', 1.0, 2e-2, 1e-2, 2e-2, 1e-3).ok
+    assert not DiffRow('output', 'y', 2e-4, 0.0, 1e-4, 3e-4, 1e-4).ok
+
+
+def test_whole_detector_in_train_mode_is_aligned_with_a_float64_referee(capsys):
+    # The float32 reference alone is not a fair judge here: with seed 0, mmdet's own float32 run
+    # flips a ReLU of roi_head.bbox_head.shared_fcs.1 whose float64 input is 6e-7, which moves
+    # shared_fcs.0's gradient by 1.5e-2 relative (see the README's Alignment section).
+    assert get_pair('faster_rcnn').float64_referee
+    assert _align_tool().main(['faster_rcnn', '--mode', 'train']) == 0
+    out = capsys.readouterr().out
+    assert 'cand-f64' in out and 'ref32-f64' in out and 'NOT ALIGNED' not in out
+
+
+def test_nms_shim_selects_the_same_boxes_and_restores_mmcv():
+    from mmcv.ops import nms
+    import importlib
+    nms_module = importlib.import_module('mmcv.ops.nms')
+    original = nms_module.ext_module
+    generator = torch.Generator().manual_seed(0)
+    corners = torch.rand(200, 2, generator=generator) * 100
+    boxes = torch.cat([corners, corners + 5 + torch.rand(200, 2, generator=generator) * 30], 1)
+    scores = torch.rand(200, generator=generator)
+    _, keep32 = nms(boxes, scores, 0.5)
+    with mmcv_nms_accepts_float64():
+        _, keep64 = nms(boxes.double(), scores.double(), 0.5)
+    assert torch.equal(keep32, keep64) and 0 < len(keep32) < 200
+    assert nms_module.ext_module is original

@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
         for pair in ALIGNMENT_PAIRS.values():
-            print(f'{pair.name:<16} {pair.description}  tolerances={pair.tolerances}')
+            referee = ', float64 referee' if pair.float64_referee else ''
+            print(f'{pair.name:<16} {pair.description}  tolerances={pair.tolerances}{referee}')
         return 0
     names = args.components or list(ALIGNMENT_PAIRS)
     try:
@@ -47,7 +48,9 @@ def main(argv=None) -> int:
             start = time.time()
             candidate, reference, inputs = pair.build(args.size, args.seed)
             rows = compare_modules(candidate, reference, inputs, training=(mode == 'train'),
-                                   seed=args.seed, tolerances=pair.tolerances)
+                                   seed=args.seed, tolerances=pair.tolerances,
+                                   float64_referee=pair.float64_referee,
+                                   float64_context=pair.float64_context)
             ok = all(r.ok for r in rows)
             print(f'\n== {pair.name} [{mode}, {args.size}] {pair.description} '
                   f'({time.time() - start:.1f}s): {"ALIGNED" if ok else "NOT ALIGNED"}')

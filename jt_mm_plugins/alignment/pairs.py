@@ -4,8 +4,10 @@ Adding a pair is one entry: a function decorated with ``@alignment_pair('name', 
 bridged Jittor module and its reference with identical (random) weights and returns sample inputs.
 ``tools/align.py``, ``tools/benchmark.py`` and the alignment tests all read this table.
 """
+import contextlib
+import importlib
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, ContextManager, Dict, List, Tuple
 
 import torch
 
@@ -22,19 +24,48 @@ class AlignmentPair:
     # tuples of tensors))
     build: Callable[[str, int], Built]
     tolerances: Tolerances = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
+    # Also run a float64 copy of the reference as referee (see compare.py), inside
+    # float64_context() (for references with float32-only ops).
+    float64_referee: bool = False
+    float64_context: Callable[[], ContextManager] = contextlib.nullcontext
 
 
 ALIGNMENT_PAIRS: Dict[str, AlignmentPair] = {}
 
 
-def alignment_pair(name: str, description: str, tolerances: Tolerances = None):
+def alignment_pair(name: str, description: str, tolerances: Tolerances = None,
+                   float64_referee: bool = False,
+                   float64_context: Callable[[], ContextManager] = contextlib.nullcontext):
 
     def decorator(build):
         ALIGNMENT_PAIRS[name] = AlignmentPair(name, description, build,
-                                              dict(tolerances or DEFAULT_TOLERANCES))
+                                              dict(tolerances or DEFAULT_TOLERANCES),
+                                              float64_referee, float64_context)
         return build
 
     return decorator
+
+
+@contextlib.contextmanager
+def mmcv_nms_accepts_float64():
+    """mmcv's CPU NMS kernel takes float32 only; inside this block float64 boxes and scores are
+    handed to it as float32 (NMS only selects indices, so a float64 referee stays float64)."""
+    nms_module = importlib.import_module('mmcv.ops.nms')  # mmcv.ops.nms is also a function name
+    original = nms_module.ext_module
+
+    class _Float32NMS:
+        def __getattr__(self, name):
+            return getattr(original, name)
+
+        @staticmethod
+        def nms(boxes, scores, *args, **kwargs):
+            return original.nms(boxes.float(), scores.float(), *args, **kwargs)
+
+    nms_module.ext_module = _Float32NMS()
+    try:
+        yield
+    finally:
+        nms_module.ext_module = original
 
 
 def get_pair(name: str) -> AlignmentPair:
@@ -155,7 +186,8 @@ def _build_detectors(seed: int):
 
 
 @alignment_pair('faster_rcnn', "JittorFasterRCNN vs mmdet's FasterRCNN (R-18 FPN demo): all losses",
-                tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2})
+                tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2}, float64_referee=True,
+                float64_context=mmcv_nms_accepts_float64)
 def build_faster_rcnn(size: str = 'small', seed: int = 0) -> Built:
     import copy
     _sized(size, None, None)
