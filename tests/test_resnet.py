@@ -14,6 +14,7 @@ residual branches; mmdet itself zero-initialises them). With weights ~1 there, a
 in train mode (batch statistics over 8 values in layer4) amplifies float32 rounding so much that
 torch float32 itself differs from torch float64 by 5e-2 relative in some gradients.
 """
+import copy
 import warnings
 
 import numpy as np
@@ -110,17 +111,24 @@ def assert_outputs_close(outs_jt, outs_torch, atol=OUT_ATOL):
         assert err <= atol, f'output {i}: max abs error {err:.3g} > {atol}'
 
 
-def assert_grads_close(res_jt, res_torch, rtol=GRAD_RTOL):
-    (_, xg_jt, g_jt), (_, xg_torch, g_torch) = res_jt, res_torch
-    err = relative_error(xg_jt, xg_torch)
+def assert_grads_close(res_jt, res_torch, rtol=GRAD_RTOL, referee=None):
+    """Every gradient within ``rtol`` of the reference, or, when a ``referee`` run (the reference
+    in the other precision) is given, of the referee. A ReLU input within float32 rounding of zero
+    lands on either side depending on operation order and moves the gradients upstream of it by
+    ~1e-2; then float32 torch and float64 torch disagree as much as Jittor does with one of them,
+    and agreeing with either is all a float32 implementation can promise."""
+    references = [res_torch] + ([referee] if referee is not None else [])
+    (_, xg_jt, g_jt) = res_jt
+    err = min(relative_error(xg_jt, ref[1]) for ref in references)
     assert err <= rtol, f'input grad: relative error {err:.3g} > {rtol}'
+    g_torch = res_torch[2]
     assert set(g_jt) == set(g_torch)
     for name, gt in g_torch.items():
         gj = g_jt[name]
         assert (gj is None) == (gt is None), f'{name}: grad presence jittor={gj is not None} ' \
                                              f'torch={gt is not None}'
         if gt is not None:
-            err = relative_error(gj, gt)
+            err = min(relative_error(gj, ref[2][name]) for ref in references)
             assert err <= rtol, f'{name}: grad relative error {err:.3g} > {rtol}'
 
 
@@ -211,22 +219,26 @@ def test_eval_outputs_and_grads_match(depth):
 @pytest.mark.parametrize('depth', [18, 50])
 def test_train_outputs_grads_and_running_stats_match(depth):
     torch_model, jt_model = make_pair(depth=depth, norm_eval=False)
-    torch_model.train()
-    jt_model.train()
+    # Referee for the gradients: step 2 of depth 50 has a ReLU input of -1.2e-6 in float32 torch
+    # and +8.1e-7 in float64 (layer3.0), which moves the input gradient by 7e-3.
+    referee = copy.deepcopy(torch_model).double()
+    for m in (torch_model, jt_model, referee):
+        m.train()
     assert jt_model.jittor_module.bn1.is_training()
     x = make_input()
-    res_torch, res_jt = run(torch_model, x), run(jt_model, x)
+    res_torch, res_jt, res_64 = run(torch_model, x), run(jt_model, x), run(referee, x)
     assert_outputs_close(res_jt[0], res_torch[0])
-    assert_grads_close(res_jt, res_torch)
+    assert_grads_close(res_jt, res_torch, referee=res_64)
     assert_buffers_close(jt_model, torch_model)
     assert int(jt_model.state_dict()['layer4.1.bn2.num_batches_tracked']) == 8
     # a second step after an in-place weight change on the torch side stays in step
     with torch.no_grad():
-        for m in (torch_model, jt_model):
+        for m in (torch_model, jt_model, referee):
             m.get_parameter('layer3.0.conv1.weight').mul_(0.9)
-    res_torch, res_jt = run(torch_model, make_input(3)), run(jt_model, make_input(3))
+    x = make_input(3)
+    res_torch, res_jt, res_64 = run(torch_model, x), run(jt_model, x), run(referee, x)
     assert_outputs_close(res_jt[0], res_torch[0])
-    assert_grads_close(res_jt, res_torch)
+    assert_grads_close(res_jt, res_torch, referee=res_64)
     assert_buffers_close(jt_model, torch_model)
 
 
@@ -242,14 +254,16 @@ def test_configurations_match(kwargs):
     # (layer3.1) whose sign torch's oneDNN float32 path flips, which moves one gradient by 8%;
     # Jittor float32 and torch float64 agree there to 1e-5. Against float64 every difference
     # measured is Jittor's own float32 rounding.
+    # The float32 copy referees the gradients (the other way round from the test above).
     torch_model, jt_model = make_pair(norm_eval=False, reference_dtype=torch.float64, **kwargs)
+    referee = copy.deepcopy(torch_model).float()
     x = make_input(shape=(2, kwargs.get('in_channels', 3), 64, 48))
     for mode in (False, True):
-        torch_model.train(mode)
-        jt_model.train(mode)
-        res_torch, res_jt = run(torch_model, x), run(jt_model, x)
+        for m in (torch_model, jt_model, referee):
+            m.train(mode)
+        res_torch, res_jt, res_32 = run(torch_model, x), run(jt_model, x), run(referee, x)
         assert_outputs_close(res_jt[0], res_torch[0])
-        assert_grads_close(res_jt, res_torch)
+        assert_grads_close(res_jt, res_torch, referee=res_32)
         assert_buffers_close(jt_model, torch_model)
 
 
