@@ -65,8 +65,8 @@ def test_float64_referee_decides_only_past_the_float32_tolerance():
 
 def test_whole_detector_in_train_mode_is_aligned_with_a_float64_referee(capsys):
     # The float32 reference alone is not a fair judge here: with seed 0, mmdet's own float32 run
-    # flips a ReLU of roi_head.bbox_head.shared_fcs.1 whose float64 input is 6e-7, which moves
-    # shared_fcs.0's gradient by 1.5e-2 relative (see the README's Alignment section).
+    # flips the ReLU after roi_head.bbox_head.shared_fcs.0, which moves that layer's gradient by
+    # 1.5e-2 relative (tools/float64_diagnosis.py; the README's Alignment section).
     assert get_pair('faster_rcnn').float64_referee
     assert _align_tool().main(['faster_rcnn', '--mode', 'train']) == 0
     out = capsys.readouterr().out
@@ -87,3 +87,19 @@ def test_nms_shim_selects_the_same_boxes_and_restores_mmcv():
         _, keep64 = nms(boxes.double(), scores.double(), 0.5)
     assert torch.equal(keep32, keep64) and 0 < len(keep32) < 200
     assert nms_module.ext_module is original
+
+
+def test_float64_diagnosis_names_each_loss_and_the_flipped_layers(capsys):
+    spec = importlib.util.spec_from_file_location(
+        'float64_diagnosis', os.path.join(REPO, 'tools', 'float64_diagnosis.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main(['faster_rcnn', '--mode', 'train', '--top', '3']) == 0
+    out = capsys.readouterr().out
+    assert 'out[loss_bbox]' in out and 'out[loss_rpn_cls][1]' in out
+    assert 'sign flips against float64' in out
+    # RoI rows come in another order in float64 (proposals sorted on near-equal scores)
+    assert 'not comparable element by element' in out and 'shared_fcs.0' in out
+    table = out.split('layer output')[-1].strip().splitlines()[1:]  # below the header
+    assert len(table) == 3 and all(len(row.split()) == 7 for row in table)
+    assert tool.main(['no_such_pair']) == 2

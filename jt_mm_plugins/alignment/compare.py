@@ -60,6 +60,17 @@ def leaves(obj: Any) -> List[torch.Tensor]:
     return []
 
 
+def leaf_names(obj: Any, prefix: str = 'out') -> List[str]:
+    """Names of ``leaves(obj)``, in the same order: ``out[loss_cls]``, ``out[loss_rpn_cls][2]``."""
+    if isinstance(obj, torch.Tensor):
+        return [prefix]
+    if isinstance(obj, (list, tuple)):
+        return [n for i, x in enumerate(obj) for n in leaf_names(x, f'{prefix}[{i}]')]
+    if isinstance(obj, dict):
+        return [n for k in sorted(obj) for n in leaf_names(obj[k], f'{prefix}[{k}]')]
+    return []
+
+
 def fresh_inputs(inputs: Sequence[Any]) -> List[Any]:
     """Detached copies of the (possibly nested) positional inputs; floating ones require grad."""
     if isinstance(inputs, torch.Tensor):
@@ -81,19 +92,24 @@ def _diff(a: torch.Tensor, b: torch.Tensor):
     return max_abs, max_abs / max(b.abs().max().item(), 1e-6)
 
 
+def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``max|a - b| / max(max|b|, 1e-6)``, ``b`` the reference."""
+    return _diff(a, b)[1]
+
+
 def _group(name: str) -> str:
     return name.split('.', 1)[0]
 
 
-def _to_float64(inputs: Any) -> Any:
+def to_float64(inputs: Any) -> Any:
     if isinstance(inputs, torch.Tensor):
         return inputs.double() if inputs.is_floating_point() else inputs
     if isinstance(inputs, (list, tuple)):
-        return type(inputs)(_to_float64(x) for x in inputs)
+        return type(inputs)(to_float64(x) for x in inputs)
     return inputs
 
 
-def _forward_backward(module: torch.nn.Module, inputs: Sequence[Any], weights: Optional[List],
+def forward_backward(module: torch.nn.Module, inputs: Sequence[Any], weights: Optional[List],
                       grad_mask: Optional[List[bool]] = None, seed: int = 0):
     """One forward, then backward of ``sum_i <out_i, w_i>`` over the outputs that need a gradient.
 
@@ -129,16 +145,16 @@ def compare_modules(candidate: torch.nn.Module, reference: torch.nn.Module,
     """
     candidate.train(training)
     reference.train(training)
-    ref_out, ref_inputs, ref_grads, weights, mask = _forward_backward(reference, inputs, None,
+    ref_out, ref_inputs, ref_grads, weights, mask = forward_backward(reference, inputs, None,
                                                                       seed=seed)
-    cand_out, cand_inputs, cand_grads, _, _ = _forward_backward(candidate, inputs, weights, mask)
+    cand_out, cand_inputs, cand_grads, _, _ = forward_backward(candidate, inputs, weights, mask)
     if len(cand_out) != len(ref_out):
         raise ValueError(f'{len(cand_out)} outputs vs {len(ref_out)} from the reference')
     referee = None
     if float64_referee:
         referee64 = copy.deepcopy(reference).double().train(training)
         with float64_context():
-            referee = _forward_backward(referee64, _to_float64(inputs), weights, mask)
+            referee = forward_backward(referee64, to_float64(inputs), weights, mask)
 
     def row(kind, name, cand, ref, tolerance, referee_value=None):
         max_abs, rel = _diff(cand, ref)
