@@ -4,6 +4,7 @@
 PY := .venv/bin/python
 DEMO_CONFIG ?= configs/demo/faster_rcnn_clip_rn_jittor_fpn_demo.py
 DEMO_WORK_DIR ?= work_dirs/demo
+DEMO_CFG_OPTIONS ?=
 PYTEST_ARGS ?=
 # OpenMP threads spinning at barriers cost 6-8x on a shared CPU (torch and Jittor alike); no cost idle.
 export OMP_WAIT_POLICY ?= PASSIVE
@@ -14,7 +15,8 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	DEMO_CONFIG=$(DEMO_CONFIG) DEMO_WORK_DIR=$(DEMO_WORK_DIR) bash scripts/demo.sh
+	DEMO_CONFIG=$(DEMO_CONFIG) DEMO_WORK_DIR=$(DEMO_WORK_DIR) DEMO_CFG_OPTIONS="$(DEMO_CFG_OPTIONS)" \
+		bash scripts/demo.sh
 
 test: setup
 	$(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)

@@ -3,14 +3,17 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-PY=.venv/bin/python
+PY="${DEMO_PYTHON:-.venv/bin/python}"  # (tests substitute a recorder)
 CONFIG="${DEMO_CONFIG:?set DEMO_CONFIG}"
 WORK_DIR="${DEMO_WORK_DIR:-work_dirs/demo}"
+# Extra training settings, e.g. DEMO_CFG_OPTIONS="randomness.seed=1 train_cfg.max_epochs=6"
+read -r -a CFG_OPTIONS <<< "${DEMO_CFG_OPTIONS:-}"
 [[ -f "$CONFIG" ]] || { echo "demo: config $CONFIG not found" >&2; exit 1; }
 
 $PY tools/generate_demo_dataset.py --out-dir data/demo_shapes
 start=$(date +%s)
-$PY tools/train.py "$CONFIG" --work-dir "$WORK_DIR"
+$PY tools/train.py "$CONFIG" --work-dir "$WORK_DIR" \
+    ${CFG_OPTIONS[@]+--cfg-options "${CFG_OPTIONS[@]}"}
 trained=$(date +%s)
 ckpt="$(cat "$WORK_DIR/last_checkpoint")"
 $PY tools/test.py "$CONFIG" "$ckpt" --work-dir "$WORK_DIR" --show-dir "vis" \

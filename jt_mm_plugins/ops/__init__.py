@@ -2,6 +2,8 @@
 from .batch_norm import batch_norm_train
 from .bbox_overlaps import bbox_overlaps
 from .nms import batched_nms, nms
+from .relu import relu
 from .roi_align import RoIAlign, roi_align
 
-__all__ = ['batch_norm_train', 'bbox_overlaps', 'nms', 'batched_nms', 'roi_align', 'RoIAlign']
+__all__ = ['batch_norm_train', 'bbox_overlaps', 'nms', 'batched_nms', 'relu', 'roi_align',
+           'RoIAlign']

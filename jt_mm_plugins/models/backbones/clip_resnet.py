@@ -3,6 +3,7 @@ from collections import OrderedDict
 from typing import List, Sequence, Tuple
 
 from jt_mm_plugins.bridge import register_jittor_module
+from jt_mm_plugins.models.layers.activation import ReLU
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d
 from jt_mm_plugins.runtime import jt
 
@@ -33,14 +34,14 @@ class CLIPBottleneck(nn.Module):
         out_channels = planes * self.expansion
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = BatchNorm2d(planes)
-        self.act1 = nn.ReLU()
+        self.act1 = ReLU()
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = BatchNorm2d(planes)
-        self.act2 = nn.ReLU()
+        self.act2 = ReLU()
         self.avgpool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
         self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
         self.bn3 = BatchNorm2d(out_channels)
-        self.act3 = nn.ReLU()
+        self.act3 = ReLU()
         self.stride = stride
 
         self.downsample = None
@@ -132,13 +133,13 @@ class CLIPResNet(nn.Module):
         half = width // 2
         self.conv1 = nn.Conv2d(3, half, 3, stride=2, padding=1, bias=False)
         self.bn1 = BatchNorm2d(half)
-        self.act1 = nn.ReLU()
+        self.act1 = ReLU()
         self.conv2 = nn.Conv2d(half, half, 3, padding=1, bias=False)
         self.bn2 = BatchNorm2d(half)
-        self.act2 = nn.ReLU()
+        self.act2 = ReLU()
         self.conv3 = nn.Conv2d(half, width, 3, padding=1, bias=False)
         self.bn3 = BatchNorm2d(width)
-        self.act3 = nn.ReLU()
+        self.act3 = ReLU()
         self.avgpool = nn.AvgPool2d(2)
 
     def _init_stages(self, width: int) -> None:

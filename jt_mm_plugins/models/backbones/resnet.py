@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence, Tuple
 from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d
 from jt_mm_plugins.models.layers.norm import GroupNorm, build_norm_layer
+from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.runtime import jt
 
 nn = jt.nn
@@ -53,7 +54,7 @@ class _ResBlock(jt.Module):
     def _add_identity(self, out: jt.Var, x: jt.Var) -> jt.Var:
         """``relu(out + identity)``, the identity projected by ``downsample`` if there is one."""
         identity = x if self.downsample is None else self.downsample(x)
-        return nn.relu(out + identity)
+        return relu(out + identity)
 
 
 class BasicBlock(_ResBlock):
@@ -96,7 +97,7 @@ class BasicBlock(_ResBlock):
         return self.norm2
 
     def execute(self, x: jt.Var) -> jt.Var:
-        out = nn.relu(self.norm1(self.conv1(x)))
+        out = relu(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
         return self._add_identity(out, x)
 
@@ -157,8 +158,8 @@ class Bottleneck(_ResBlock):
         return self.norm3
 
     def execute(self, x: jt.Var) -> jt.Var:
-        out = nn.relu(self.norm1(self.conv1(x)))
-        out = nn.relu(self.norm2(self.conv2(out)))
+        out = relu(self.norm1(self.conv1(x)))
+        out = relu(self.norm2(self.conv2(out)))
         out = self.norm3(self.conv3(out))
         return self._add_identity(out, x)
 
@@ -399,7 +400,7 @@ class JittorResNet(jt.Module):
 
     def execute(self, x: jt.Var) -> Tuple[jt.Var, ...]:
         """Return the feature maps of the stages in ``out_indices``."""
-        x = nn.relu(self.norm1(self.conv1(x)))
+        x = relu(self.norm1(self.conv1(x)))
         x = self.maxpool(x)
         outs = []
         for i, layer_name in enumerate(self.res_layers):

@@ -7,6 +7,7 @@ from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.models.layers.conv_module import ConvModule
 from jt_mm_plugins.ops import batched_nms
 from jt_mm_plugins.ops.nms import descending_order
+from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.runtime import jt
 from .anchor_head import JittorAnchorHead
 
@@ -117,7 +118,7 @@ class JittorRPNHead(JittorAnchorHead):
             tuple[jt.Var, jt.Var]: ``rpn_cls_score`` (N, num_base_priors * cls_out_channels, H, W)
             and ``rpn_bbox_pred`` (N, num_base_priors * 4, H, W).
         """
-        x = jt.nn.relu(self.rpn_conv(x))
+        x = relu(self.rpn_conv(x))
         return self.rpn_cls(x), self.rpn_reg(x)
 
     def loss_by_feat(self,

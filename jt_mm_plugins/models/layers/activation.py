@@ -17,6 +17,7 @@ from typing import Dict
 
 from mmengine.registry import Registry
 
+from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.runtime import jt
 
 ACTIVATION_LAYERS = Registry('jittor activation layer', scope='jt_mm_plugins')
@@ -44,7 +45,7 @@ class ReLU(_InplaceActivation):
     """
 
     def execute(self, x: jt.Var) -> jt.Var:
-        return jt.nn.relu(x)
+        return relu(x)
 
 
 @ACTIVATION_LAYERS.register_module()

@@ -5,6 +5,7 @@ import numpy as np
 
 from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.models.layers.conv_module import ConvModule
+from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.runtime import jt
 
 _EXTRA_CONV_SOURCES = ('on_input', 'on_lateral', 'on_output')
@@ -60,7 +61,8 @@ class JittorFPN(jt.nn.Module):
             Defaults to dict(mode='nearest').
 
     Example:
-        >>> from jt_mm_plugins.runtime import jt
+        >>> from jt_mm_plugins.ops.relu import relu
+from jt_mm_plugins.runtime import jt
         >>> in_channels = [2, 3, 5, 7]
         >>> scales = [340, 170, 84, 43]
         >>> inputs = [jt.rand(1, c, s, s) for c, s in zip(in_channels, scales)]
@@ -273,7 +275,7 @@ class JittorFPN(jt.nn.Module):
             source = outs[-1]
         extra.append(self.fpn_convs[used_backbone_levels](source))
         for i in range(used_backbone_levels + 1, self.num_outs):
-            last = jt.nn.relu(extra[-1]) if self.relu_before_extra_convs else extra[-1]
+            last = relu(extra[-1]) if self.relu_before_extra_convs else extra[-1]
             extra.append(self.fpn_convs[i](last))
         return extra
 

@@ -4,6 +4,7 @@ from typing import Optional, Tuple
 
 from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.models.layers.conv_module import ConvModule
+from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.runtime import jt
 from .bbox_head import JittorBBoxHead, xavier_uniform_init_
 
@@ -155,7 +156,7 @@ class JittorConvFCBBoxHead(JittorBBoxHead):
                 x = self._avg_pool(x)
             x = self._flatten(x)
         for fc in fcs:
-            x = jt.nn.relu(fc(x))
+            x = relu(fc(x))
         return x
 
     def execute(self, x: jt.Var) -> Tuple[Optional[jt.Var], Optional[jt.Var]]:
@@ -175,7 +176,7 @@ class JittorConvFCBBoxHead(JittorBBoxHead):
                 x = self._avg_pool(x)
             x = self._flatten(x)
             for fc in self.shared_fcs:
-                x = jt.nn.relu(fc(x))
+                x = relu(fc(x))
         x_cls = self._branch(x, self.cls_convs, self.cls_fcs)
         x_reg = self._branch(x, self.reg_convs, self.reg_fcs)
         cls_score = self.fc_cls(x_cls) if self.with_cls else None
