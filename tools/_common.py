@@ -32,8 +32,8 @@ def tune_cpu_allocator() -> bool:
     By default every allocation over 32 MB is a fresh ``mmap`` and every free gives it back to the OS,
     so each new large tensor page-faults all its pages again. A training step allocates the same
     large tensors every iteration, and the bridge makes fresh torch tensors of Jittor results: on the
-    2-core CI machine one 78 MB conversion took 80-180 ms instead of 6-13 ms, and mmdet's own FPN step
-    got faster too (README, "Performance"). The cost: the process keeps its peak heap.
+    2-core CI machine the FPN benchmark's bridge overhead fell from 17% to 3%, and mmdet's own FPN
+    step got ~20% faster (README, "Benchmarks"). The cost: the process keeps its peak heap.
 
     The tools call this first; importing ``jt_mm_plugins`` changes nothing. Set
     ``JTMM_GLIBC_MALLOC_DEFAULTS=1`` to keep glibc's defaults. Returns whether it was applied

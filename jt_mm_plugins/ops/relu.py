@@ -1,10 +1,10 @@
 """ReLU as a multi-threaded CPU kernel (forward and backward), in Jittor.
 
 Jittor compiles its fused element-wise ops into single-threaded loops on CPU, while PyTorch spreads
-them over its threads. In a ResNet-50 training step the ReLUs (forward, and the masking of the
-gradient) were ~80 ms of Jittor's ~455 ms on the 2-core CI machine; these kernels split them over
-the OpenMP threads (``torch.set_num_threads`` / ``OMP_NUM_THREADS``), which made the Jittor step
-~8% faster, level with PyTorch's (README, "Benchmarks").
+them over its threads; in a ResNet-50 training step the ReLUs (forward, and the masking of the
+gradient) were the largest element-wise cost in Jittor's profile. These kernels split them over the
+OpenMP threads (``torch.set_num_threads`` / ``OMP_NUM_THREADS``): ``tools/benchmark.py resnet`` went
+from 1.12x to 0.97x PyTorch's step on the 2-core CI machine (README, "Benchmarks").
 
 Same values and gradients as ``jt.nn.relu`` / ``torch.relu``: ``y = max(x, 0)``; ``dx = dy`` where
 ``y > 0`` (``x > 0``), else 0 (the gradient at 0 is 0, as in PyTorch). Float32 on CPU only:
