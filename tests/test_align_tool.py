@@ -21,7 +21,8 @@ def _align_tool():
 
 
 def test_required_pairs_are_registered():
-    assert {'clip_resnet', 'fpn', 'resnet', 'rpn_head', 'roi_head', 'faster_rcnn'} <= set(
+    assert {'clip_resnet', 'fpn', 'resnet', 'rpn_head', 'roi_head', 'faster_rcnn',
+            'jittor_heads'} <= set(
         ALIGNMENT_PAIRS)
 
 

@@ -160,23 +160,23 @@ def detection_batch(size: int = 96):
     return images, samples
 
 
-def demo_detector_configs():
-    """The demo's mmdet Faster R-CNN and its pure-Jittor twin; every anchor / proposal sampled, so
-    no random choice separates the two."""
+def demo_detector_configs(candidate: str = 'faster_rcnn_r18_fpn_demo_jittor'):
+    """The demo's mmdet Faster R-CNN and a Jittor twin (default: the pure-Jittor one); every anchor /
+    proposal sampled, so no random choice separates the two."""
     from mmengine.config import Config
-    configs = [Config.fromfile(f'configs/demo/faster_rcnn_r18_fpn_demo_{kind}.py').model
-               for kind in ('mmdet', 'jittor')]
+    configs = [Config.fromfile(f'configs/demo/{name}.py').model
+               for name in ('faster_rcnn_r18_fpn_demo_mmdet', candidate)]
     for cfg in configs:
         cfg.train_cfg.rpn.sampler.num = 100000
         cfg.train_cfg.rcnn.sampler.num = 100000
     return configs
 
 
-def _build_detectors(seed: int):
+def _build_detectors(seed: int, candidate: str):
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     register_all_modules()
-    ref_cfg, jit_cfg = demo_detector_configs()
+    ref_cfg, jit_cfg = demo_detector_configs(candidate)
     torch.manual_seed(seed)
     reference, candidate = MODELS.build(ref_cfg), MODELS.build(jit_cfg)
     candidate.load_state_dict(reference.state_dict(), strict=True)
@@ -185,19 +185,31 @@ def _build_detectors(seed: int):
     return reference, candidate, data
 
 
-@alignment_pair('faster_rcnn', "JittorFasterRCNN vs mmdet's FasterRCNN (R-18 FPN demo): all losses",
-                tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2}, float64_referee=True,
-                float64_context=mmcv_nms_accepts_float64)
-def build_faster_rcnn(size: str = 'small', seed: int = 0) -> Built:
+def _detector_loss_pair(size: str, seed: int, candidate: str) -> Built:
     import copy
     _sized(size, None, None)
-    reference, candidate, data = _build_detectors(seed)
+    reference, candidate, data = _build_detectors(seed, candidate)
     samples = data['data_samples']
 
     def loss(model, inputs):
         return model.loss(inputs, copy.deepcopy(samples))
 
     return _LossProbe(candidate, loss), _LossProbe(reference, loss), [data['inputs']]
+
+
+@alignment_pair('faster_rcnn', "JittorFasterRCNN vs mmdet's FasterRCNN (R-18 FPN demo): all losses",
+                tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2}, float64_referee=True,
+                float64_context=mmcv_nms_accepts_float64)
+def build_faster_rcnn(size: str = 'small', seed: int = 0) -> Built:
+    return _detector_loss_pair(size, seed, 'faster_rcnn_r18_fpn_demo_jittor')
+
+
+@alignment_pair('jittor_heads', "mmdet's FasterRCNN with JittorRPNHead + JittorStandardRoIHead vs "
+                "all mmdet (R-18 FPN demo): all losses",
+                tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2}, float64_referee=True,
+                float64_context=mmcv_nms_accepts_float64)
+def build_jittor_heads(size: str = 'small', seed: int = 0) -> Built:
+    return _detector_loss_pair(size, seed, 'faster_rcnn_r18_fpn_jittor_heads_demo')
 
 
 @alignment_pair('rpn_head', "JittorRPNHead vs mmdet's RPNHead: losses on FPN-like features")

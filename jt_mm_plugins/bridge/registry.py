@@ -52,12 +52,15 @@ def build_jittor_module(cfg: dict, **default_args) -> 'jt.nn.Module':
         raise TypeError(f'{module_cls.__name__}: {err}') from err
 
 
-def register_jittor_module(name: Optional[str] = None, bridge: bool = True, force: bool = False):
+def register_jittor_module(name: Optional[str] = None, bridge: bool = True, force: bool = False,
+                           bridge_base: Type[JittorModuleWrapper] = JittorModuleWrapper):
     """Class decorator registering a Jittor module under ``name`` (default: the class name).
 
-    It goes into :data:`JITTOR_MODELS`; with ``bridge=True`` a :class:`JittorModuleWrapper` subclass of
-    the same name also goes into mmdet's ``MODELS``, so any mmdet config or mmdet-side parent can build
-    it with ``dict(type=name, ...)``. The wrapper class is reachable as ``cls.bridged``.
+    It goes into :data:`JITTOR_MODELS`; with ``bridge=True`` a subclass of ``bridge_base`` (a
+    :class:`JittorModuleWrapper`) of the same name also goes into mmdet's ``MODELS``, so any mmdet
+    config or mmdet-side parent can build it with ``dict(type=name, ...)``. The wrapper class is
+    reachable as ``cls.bridged``. ``bridge_base`` adds an mmdet-facing interface, e.g.
+    :class:`~jt_mm_plugins.bridge.heads.BridgedDenseHead` for heads used by mmdet's detectors.
     """
 
     def decorator(cls: Type) -> Type:
@@ -66,7 +69,9 @@ def register_jittor_module(name: Optional[str] = None, bridge: bool = True, forc
         type_name = name or cls.__name__
         JITTOR_MODELS.register_module(name=type_name, module=cls, force=force)
         if bridge:
-            wrapper = type(type_name, (JittorModuleWrapper, ), {
+            if not issubclass(bridge_base, JittorModuleWrapper):
+                raise TypeError(f'bridge_base must subclass JittorModuleWrapper, got {bridge_base!r}')
+            wrapper = type(type_name, (bridge_base, ), {
                 'jittor_class': cls,
                 '__module__': cls.__module__,
                 '__qualname__': f'{cls.__qualname__}.bridged',

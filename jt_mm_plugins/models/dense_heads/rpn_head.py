@@ -3,7 +3,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from jt_mm_plugins.bridge import register_jittor_module
+from jt_mm_plugins.bridge import BridgedDenseHead, register_jittor_module
 from jt_mm_plugins.models.layers.conv_module import ConvModule
 from jt_mm_plugins.ops import batched_nms
 from jt_mm_plugins.ops.nms import descending_order
@@ -18,7 +18,7 @@ REQUIRED_PROPOSAL_CFG_KEYS = ('max_per_img', 'nms')
 INIT_STD = 0.01
 
 
-@register_jittor_module()
+@register_jittor_module(bridge_base=BridgedDenseHead)
 class JittorRPNHead(JittorAnchorHead):
     """Region Proposal Network head of `Faster R-CNN <https://arxiv.org/abs/1506.01497>`_, in
     Jittor.

@@ -7,9 +7,10 @@ from mmdet.models.detectors.base import BaseDetector
 from mmdet.structures import SampleList
 from mmengine.config import ConfigDict
 from mmengine.model import initialize
-from mmengine.structures import InstanceData
 
 from jt_mm_plugins.bridge import JITTOR_MODELS, JittorModuleWrapper, build_jittor_module
+from jt_mm_plugins.bridge.data_samples import (instances_from_results, losses_for_mmdet,
+                                               unpack_data_samples)
 from jt_mm_plugins.runtime import jt
 
 
@@ -124,45 +125,17 @@ class JittorTwoStageDetector(JittorModuleWrapper, BaseDetector):
     # BaseDetector.forward dispatches on ``mode`` to loss / predict / _forward.
     forward = BaseDetector.forward
 
-    @staticmethod
-    def _unpack(data_samples: SampleList) -> Tuple[List[Dict], List[Dict]]:
-        if not data_samples:
-            raise ValueError('JittorTwoStageDetector got an empty batch (no data samples)')
-        gts = []
-        for sample in data_samples:
-            boxes = sample.gt_instances.bboxes
-            boxes = boxes.tensor if hasattr(boxes, 'tensor') else boxes  # mmdet's HorizontalBoxes
-            gts.append({'bboxes': boxes.float().reshape(-1, 4),
-                        'labels': sample.gt_instances.labels.long()})
-        return gts, [sample.metainfo for sample in data_samples]
-
     def loss(self, inputs: torch.Tensor, data_samples: SampleList) -> Dict:
-        gts, metas = self._unpack(data_samples)
+        gts, metas = unpack_data_samples(data_samples, type(self).__name__)
         losses = self.run_jittor(self.jittor_module.loss, inputs, gts, metas)
-        for name, value in losses.items():
-            # Jittor reductions keep one dimension: give mmdet its 0-d loss scalars back
-            # (mmdet's ``acc`` has shape (1,), so only losses).
-            values = [v.reshape(()) if v.numel() == 1 and 'loss' in name else v
-                      for v in (value if isinstance(value, (list, tuple)) else [value])]
-            losses[name] = values if isinstance(value, (list, tuple)) else values[0]
-            if 'loss' in name and not all(torch.isfinite(v).all() for v in values):
-                raise FloatingPointError(f'{type(self).__name__}: {name} is not finite: {values}')
-        return losses
+        return losses_for_mmdet(losses, type(self).__name__)
 
     def predict(self, inputs: torch.Tensor, data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
-        _, metas = self._unpack(data_samples) if data_samples[0].get('gt_instances') is not None \
-            else (None, [s.metainfo for s in data_samples])
+        _, metas = unpack_data_samples(data_samples, type(self).__name__, with_gt=False)
         with torch.no_grad():
             results = self.run_jittor(self.jittor_module.predict, inputs, metas, rescale)
-        instances = []
-        for result in results:
-            instance = InstanceData()
-            instance.bboxes = result['bboxes'].float()
-            instance.scores = result['scores'].float()
-            instance.labels = result['labels'].long()
-            instances.append(instance)
-        return self.add_pred_to_datasample(data_samples, instances)
+        return self.add_pred_to_datasample(data_samples, instances_from_results(results))
 
     def _forward(self, inputs: torch.Tensor, data_samples: SampleList = None) -> Tuple:
         return self.run_jittor(self.jittor_module, inputs)

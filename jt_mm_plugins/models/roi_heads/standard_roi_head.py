@@ -2,7 +2,7 @@
 (``mmdet/models/roi_heads/standard_roi_head.py``, ``base_roi_head.py``), bbox branch only."""
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from jt_mm_plugins.bridge import register_jittor_module
+from jt_mm_plugins.bridge import BridgedRoIHead, register_jittor_module
 from jt_mm_plugins.models.task_modules import build_jittor_task_module
 from jt_mm_plugins.runtime import jt
 # Importing the children registers them, so configs can name them.
@@ -11,7 +11,7 @@ from .utils import (bbox2roi, build_jittor_child, cfg_get, cfg_require, empty_bb
                     split_rows)
 
 
-@register_jittor_module()
+@register_jittor_module(bridge_base=BridgedRoIHead)
 class JittorStandardRoIHead(jt.nn.Module):
     """Simplest base RoI head with one bbox head, in Jittor: the second stage of
     `Faster R-CNN <https://arxiv.org/abs/1506.01497>`_ (mmdet's ``StandardRoIHead``).
