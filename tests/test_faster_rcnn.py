@@ -1,5 +1,4 @@
 """JittorFasterRCNN: a whole detector in Jittor against mmdet's FasterRCNN with identical weights."""
-import copy
 
 import pytest
 import torch
@@ -7,6 +6,7 @@ from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 
 import jt_mm_plugins  # noqa: F401
+from detector_checks import assert_same_detections, assert_same_losses_and_gradients
 from jt_mm_plugins.alignment.pairs import demo_detector_configs, detection_batch
 
 register_all_modules()
@@ -51,48 +51,12 @@ def test_state_dict_keys_equal_mmdet(twins):
 
 def test_predictions_match_mmdet(twins):
     reference, candidate = twins
-    data = _batch(reference)
-    reference.eval()
-    candidate.eval()
-    with torch.no_grad():
-        ref = reference.predict(data['inputs'], copy.deepcopy(data['data_samples']))
-        got = candidate.predict(data['inputs'], copy.deepcopy(data['data_samples']))
-    for r, g in zip(ref, got):
-        r, g = r.pred_instances, g.pred_instances
-        assert len(g) == len(r) > 0
-        torch.testing.assert_close(g.scores, r.scores, atol=SCORE_ATOL, rtol=0)
-        torch.testing.assert_close(g.bboxes, r.bboxes, atol=BOX_ATOL, rtol=0)
-        assert torch.equal(g.labels, r.labels)
+    assert_same_detections(reference, candidate, _batch(reference), BOX_ATOL, SCORE_ATOL)
 
 
 def test_losses_and_gradients_match_mmdet(twins):
     reference, candidate = twins
-    data = _batch(reference)
-    reference.train()
-    candidate.train()
-    for model in twins:
-        model.zero_grad(set_to_none=True)
-    ref_losses = reference.loss(data['inputs'], copy.deepcopy(data['data_samples']))
-    got_losses = candidate.loss(data['inputs'], copy.deepcopy(data['data_samples']))
-    assert set(got_losses) == set(ref_losses)
-    for name, value in ref_losses.items():
-        values = value if isinstance(value, list) else [value]
-        got = got_losses[name] if isinstance(value, list) else [got_losses[name]]
-        for r, g in zip(values, got):
-            torch.testing.assert_close(g.reshape(()).float(), r.reshape(()).float(), rtol=LOSS_RTOL,
-                                       atol=1e-6, msg=lambda m: f'{name}: {m}')
-    for model, losses in ((reference, ref_losses), (candidate, got_losses)):
-        model.parse_losses(losses)[0].backward()
-    ref_params = dict(reference.named_parameters())
-    errors = {}
-    for name, p in candidate.named_parameters():
-        q = ref_params[name]
-        if q.grad is None:
-            assert p.grad is None or not p.grad.abs().any(), name
-            continue
-        errors[name] = float((p.grad - q.grad).abs().max() / q.grad.abs().max().clamp_min(1e-6))
-    print('worst relative gradient differences:', sorted(errors.items(), key=lambda x: -x[1])[:6])
-    assert all(v <= GRAD_RTOL for v in errors.values()), errors
+    assert_same_losses_and_gradients(reference, candidate, _batch(reference), LOSS_RTOL, GRAD_RTOL)
     # BatchNorm running statistics came back from Jittor.
     ref_buffers = dict(reference.named_buffers())
     for name, b in candidate.named_buffers():

@@ -12,6 +12,7 @@ from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 
 import jt_mm_plugins  # noqa: F401
+from detector_checks import assert_same_detections, assert_same_losses_and_gradients
 from jt_mm_plugins.alignment.pairs import demo_detector_configs, detection_batch
 from jt_mm_plugins.bridge import BridgedDenseHead, BridgedRoIHead
 
@@ -41,43 +42,14 @@ def test_the_heads_are_bridged_jittor_modules(twins):
 
 def test_losses_and_gradients_match_mmdet(twins):
     reference, mixed, data = twins
-    losses = {}
-    for name, model in (('reference', reference), ('mixed', mixed)):
-        model.train()
-        model.zero_grad(set_to_none=True)
-        losses[name] = model.loss(data['inputs'], copy.deepcopy(data['data_samples']))
-        model.parse_losses(losses[name])[0].backward()
-    assert set(losses['mixed']) == set(losses['reference'])
-    for key, ref in losses['reference'].items():
-        got = losses['mixed'][key]
-        for r, g in zip(ref if isinstance(ref, list) else [ref], got if isinstance(got, list) else [got]):
-            assert g.shape == r.shape, key
-            torch.testing.assert_close(g.float(), r.float(), rtol=LOSS_RTOL, atol=1e-6,
-                                       msg=lambda m: f'{key}: {m}')
-    ref_params = dict(reference.named_parameters())
-    for name, p in mixed.named_parameters():
-        q = ref_params[name]
-        assert (p.grad is None) == (q.grad is None), name
-        if q.grad is not None:
-            err = float((p.grad - q.grad).abs().max() / q.grad.abs().max().clamp_min(1e-6))
-            assert err <= GRAD_RTOL, f'{name}: gradient relative difference {err:.2e}'
+    assert_same_losses_and_gradients(reference, mixed, data, LOSS_RTOL, GRAD_RTOL)
     # the torch backbone got its gradient through the Jittor heads
     assert mixed.backbone.conv1.weight.grad.abs().max() > 0
 
 
 def test_predictions_match_mmdet(twins):
     reference, mixed, data = twins
-    results = {}
-    for name, model in (('reference', reference), ('mixed', mixed)):
-        model.eval()
-        with torch.no_grad():
-            results[name] = model.predict(data['inputs'], copy.deepcopy(data['data_samples']))
-    for r, g in zip(results['reference'], results['mixed']):
-        r, g = r.pred_instances, g.pred_instances
-        assert len(g) == len(r) > 0
-        torch.testing.assert_close(g.scores, r.scores, atol=SCORE_ATOL, rtol=0)
-        torch.testing.assert_close(g.bboxes, r.bboxes, atol=BOX_ATOL, rtol=0)
-        assert torch.equal(g.labels, r.labels)
+    assert_same_detections(reference, mixed, data, BOX_ATOL, SCORE_ATOL)
 
 
 def test_empty_batch_and_missing_ground_truth_are_named(twins):
