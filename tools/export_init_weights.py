@@ -19,10 +19,6 @@ from typing import Optional, Sequence
 
 import torch
 
-TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(TOOLS_DIR))
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='model config (mmdet or pure-Jittor)')
@@ -39,11 +35,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
-    from mmengine.utils import import_modules_from_strings
     register_all_modules()
-    cfg = Config.fromfile(args.config)
-    if cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg.custom_imports)
+    cfg = Config.fromfile(args.config)  # also imports the config's custom_imports
     torch.manual_seed(args.seed)
     model = MODELS.build(cfg.model)
     model.init_weights()

@@ -212,52 +212,50 @@ def build_jittor_heads(size: str = 'small', seed: int = 0) -> Built:
     return _detector_loss_pair(size, seed, 'faster_rcnn_r18_fpn_jittor_heads_demo')
 
 
+def _head_twins(part: str, jittor_type: str, seed: int):
+    """mmdet's demo ``rpn_head`` / ``roi_head`` and its bridged Jittor twin with identical weights,
+    each with the detector's train / test config of that stage, and the detection batch's samples.
+
+    The bridged heads speak mmdet's head interface (jt_mm_plugins/bridge/heads.py), so both twins
+    are called the same way, with the same mmdet structures."""
+    import copy
+    from mmdet.registry import MODELS
+    ref_cfg, _ = demo_detector_configs()
+    stage = {'rpn_head': 'rpn', 'roi_head': 'rcnn'}[part]
+    head_cfg = copy.deepcopy(ref_cfg[part])
+    head_cfg.update(train_cfg=ref_cfg.train_cfg[stage], test_cfg=ref_cfg.test_cfg[stage])
+    torch.manual_seed(seed)
+    reference = MODELS.build(head_cfg)
+    candidate = MODELS.build(dict(head_cfg, type=jittor_type))
+    candidate.load_state_dict(reference.state_dict(), strict=True)
+    _, samples = detection_batch()
+    return head_cfg, reference, candidate, samples
+
+
 @alignment_pair('rpn_head', "JittorRPNHead vs mmdet's RPNHead: losses on FPN-like features")
 def build_rpn_head(size: str = 'small', seed: int = 0) -> Built:
     import copy
-    from mmdet.registry import MODELS
     _sized(size, None, None)
-    ref_cfg, _ = demo_detector_configs()
-    head_cfg = copy.deepcopy(ref_cfg.rpn_head)
-    head_cfg.update(train_cfg=ref_cfg.train_cfg.rpn, test_cfg=ref_cfg.test_cfg.rpn)
-    torch.manual_seed(seed)
-    reference = MODELS.build(head_cfg)
-    candidate = MODELS.build(dict(head_cfg, type='JittorRPNHead'))
-    candidate.load_state_dict(reference.state_dict(), strict=True)
-    images, samples = detection_batch()
+    head_cfg, reference, candidate, samples = _head_twins('rpn_head', 'JittorRPNHead', seed)
     for sample in samples:  # the RPN is class-agnostic
         sample.gt_instances.labels = torch.zeros_like(sample.gt_instances.labels)
+        sample.set_metainfo(dict(pad_shape=(96, 96), batch_input_shape=(96, 96)))
     channels = head_cfg.in_channels
     feats = tuple(torch.randn(2, channels, 96 // s, 96 // s) for s in (4, 8, 16, 32, 64))
-    gts = [{'bboxes': s.gt_instances.bboxes, 'labels': s.gt_instances.labels} for s in samples]
-    metas = [dict(s.metainfo, pad_shape=(96, 96), batch_input_shape=(96, 96)) for s in samples]
-    for sample, meta in zip(samples, metas):
-        sample.set_metainfo(meta)
 
-    def torch_loss(head, x):
+    def loss(head, x):
         return head.loss(x, copy.deepcopy(samples))
 
-    def jittor_loss(head, x):
-        return head.run_jittor(head.jittor_module.loss, x, gts, metas)
-
-    return _LossProbe(candidate, jittor_loss), _LossProbe(reference, torch_loss), [feats]
+    return _LossProbe(candidate, loss), _LossProbe(reference, loss), [feats]
 
 
 @alignment_pair('roi_head', "JittorStandardRoIHead vs mmdet's StandardRoIHead: losses on fixed "
                 'proposals')
 def build_roi_head(size: str = 'small', seed: int = 0) -> Built:
     import copy
-    from mmdet.registry import MODELS
     from mmengine.structures import InstanceData
     _sized(size, None, None)
-    ref_cfg, _ = demo_detector_configs()
-    head_cfg = copy.deepcopy(ref_cfg.roi_head)
-    head_cfg.update(train_cfg=ref_cfg.train_cfg.rcnn, test_cfg=ref_cfg.test_cfg.rcnn)
-    torch.manual_seed(seed)
-    reference = MODELS.build(head_cfg)
-    candidate = MODELS.build(dict(head_cfg, type='JittorStandardRoIHead'))
-    candidate.load_state_dict(reference.state_dict(), strict=True)
-    images, samples = detection_batch()
+    head_cfg, reference, candidate, samples = _head_twins('roi_head', 'JittorStandardRoIHead', seed)
     channels = head_cfg.bbox_roi_extractor.out_channels
     feats = tuple(torch.randn(2, channels, 96 // s, 96 // s) for s in (4, 8, 16, 32))
     generator = torch.Generator().manual_seed(seed)
@@ -268,10 +266,8 @@ def build_roi_head(size: str = 'small', seed: int = 0) -> Built:
         sizes = 8 + torch.rand(20, 2, generator=generator) * torch.tensor([w * .3, h * .3])
         proposals.append((torch.cat([corners, corners + sizes], 1),
                           torch.rand(20, generator=generator)))
-    gts = [{'bboxes': s.gt_instances.bboxes, 'labels': s.gt_instances.labels} for s in samples]
-    metas = [s.metainfo for s in samples]
 
-    def torch_loss(head, x):
+    def loss(head, x):
         results = []
         for boxes, scores in proposals:
             result = InstanceData()
@@ -279,8 +275,4 @@ def build_roi_head(size: str = 'small', seed: int = 0) -> Built:
             results.append(result)
         return head.loss(x, results, copy.deepcopy(samples))
 
-    def jittor_loss(head, x):
-        results = [{'bboxes': b, 'scores': s} for b, s in proposals]
-        return head.run_jittor(head.jittor_module.loss, x, results, gts, metas)
-
-    return _LossProbe(candidate, jittor_loss), _LossProbe(reference, torch_loss), [feats]
+    return _LossProbe(candidate, loss), _LossProbe(reference, loss), [feats]
