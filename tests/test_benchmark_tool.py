@@ -64,6 +64,22 @@ def test_component_run_writes_json_and_markdown(tmp_path, capsys):
     assert 'fpn' in capsys.readouterr().out
 
 
+def test_jittor_kernel_profile_lists_the_step_kernels(tmp_path, capsys):
+    out_json = tmp_path / 'bench.json'
+    assert bench.main(['fpn', '--size', 'small', '--warmup', '1', '--iters', '1',
+                       '--profile-jittor', '3', '--json', str(out_json)]) == 0
+    (result, ) = json.loads(out_json.read_text())
+    kernels = result['jittor_kernels']
+    assert kernels and all(k['ms'] >= 0 and k['calls'] >= 1 for k in kernels)
+    assert [k['ms'] for k in kernels] == sorted((k['ms'] for k in kernels), reverse=True)
+    # FPN is convolutions: forward and both backward convolutions run in oneDNN
+    names = {k['kernel'].split('\u00ab')[0] for k in kernels}
+    assert {'mkl_conv', 'mkl_conv_backward_x', 'mkl_conv_backward_w'} <= names
+    out = capsys.readouterr().out
+    assert 'fpn: Jittor kernels' in out and 'oneDNN (mkl_*)' in out
+    assert len([line for line in out.splitlines() if line.startswith('    ') and ' ms  x' in line]) == 3
+
+
 def test_detector_run_times_both_detectors(tmp_path):
     out_json = tmp_path / 'det.json'
     assert bench.main(['--detector', 'faster_rcnn_r18_demo', '--detector-batch', '1',
@@ -79,6 +95,7 @@ def test_detector_run_times_both_detectors(tmp_path):
 @pytest.mark.parametrize('argv, message', [
     (['no_such_component'], 'no_such_component'),
     (['fpn', '--iters', '0'], '--iters must be >= 1'),
+    (['fpn', '--profile-jittor', '-1'], '--profile-jittor >= 0'),
 ])
 def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
     assert bench.main(argv) == 2

@@ -151,7 +151,31 @@ def _time(steps: Dict[str, Callable[[], None]], warmup: int, iters: int, label: 
     return result
 
 
-def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool) -> Dict:
+def jittor_kernel_profile(step: Callable[[], None], repeats: int = 3) -> List[Dict]:
+    """Jittor's profiler over ``repeats`` calls of a (warmed-up) step: one entry per kernel with its
+    time per step in ms and its calls per step, most expensive first. oneDNN kernels are the
+    ``mkl_*`` ones (their ``relay`` wrappers are left out of the totals by Jittor itself)."""
+    with jt.profile_scope(warmup=0, rerun=0) as report:
+        for _ in range(repeats):
+            step()
+    header, rows = report[0], report[1:]
+    total = header.index('TotalTime')
+    kernels = [{'kernel': row[0].split('\n')[0], 'ms': float(row[total]) / repeats / 1e6,
+                'calls': int(row[header.index('Count')]) // repeats} for row in rows]
+    return sorted(kernels, key=lambda k: -k['ms'])
+
+
+def format_kernel_profile(name: str, kernels: List[Dict], top: int) -> str:
+    total = sum(k['ms'] for k in kernels)
+    onednn = sum(k['ms'] for k in kernels if k['kernel'].startswith('mkl_'))
+    lines = [f'  {name}: Jittor kernels {total:.1f} ms per step, oneDNN (mkl_*) '
+             f'{onednn:.1f} ms ({onednn / max(total, 1e-9):.0%})']
+    lines += [f'    {k["ms"]:8.1f} ms  x{k["calls"]:<4d} {k["kernel"][:110]}' for k in kernels[:top]]
+    return '\n'.join(lines)
+
+
+def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool,
+                   profile_top: int = 0) -> Dict:
     candidate, reference, inputs = get_pair(name).build(size, 0)
     candidate.train(training)
     reference.train(training)
@@ -165,6 +189,10 @@ def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool
     result['bridge_overhead'] = result['bridged']['median_s'] / result['jittor']['median_s'] - 1
     result['jittor_vs_pytorch'] = result['jittor']['median_s'] / result['pytorch']['median_s']
     result['bridged_vs_pytorch'] = result['bridged']['median_s'] / result['pytorch']['median_s']
+    if profile_top:
+        kernels = jittor_kernel_profile(steps['jittor'])
+        print(format_kernel_profile(name, kernels, profile_top), flush=True)
+        result['jittor_kernels'] = kernels
     return result
 
 
@@ -268,6 +296,9 @@ def parse_args(argv=None):
                         help='also time a whole pure-Jittor detector training step (repeatable)')
     parser.add_argument('--detector-batch', type=int, default=2)
     parser.add_argument('--detector-image-size', type=int, default=256)
+    parser.add_argument('--profile-jittor', type=int, default=0, metavar='N',
+                        help='after timing, profile the bare Jittor step of each component with '
+                             "Jittor's profiler and print its N most expensive kernels")
     parser.add_argument('--json', help='write the raw results here')
     parser.add_argument('--markdown', help='write the README table here')
     return parser.parse_args(argv)
@@ -276,8 +307,9 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     allocator_tuned = common.tune_cpu_allocator()
     args = parse_args(argv)
-    if args.iters < 1 or args.warmup < 0:
-        print('benchmark: --iters must be >= 1 and --warmup >= 0', file=sys.stderr)
+    if args.iters < 1 or args.warmup < 0 or args.profile_jittor < 0:
+        print('benchmark: --iters must be >= 1, --warmup and --profile-jittor >= 0',
+              file=sys.stderr)
         return 2
     try:
         names = [get_pair(n).name for n in (args.components or
@@ -293,8 +325,8 @@ def main(argv=None) -> int:
               f'glibc malloc keeps freed memory: {"yes" if allocator_tuned else "no"}; '
               f'load average at start {os.getloadavg()[0]:.2f}.')
     print(header, flush=True)
-    results = [benchmark_pair(n, args.size, args.warmup, args.iters, not args.eval_mode)
-               for n in names]
+    results = [benchmark_pair(n, args.size, args.warmup, args.iters, not args.eval_mode,
+                              args.profile_jittor) for n in names]
     results += [benchmark_detector(n, args.warmup, args.iters, args.detector_batch,
                                    args.detector_image_size) for n in args.detector]
     table = to_markdown(results, header)
