@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from jt_mm_plugins.ops import relu
-from jt_mm_plugins.ops.relu import _PARALLEL_MIN_NUMEL
+from jt_mm_plugins.ops.cpu_kernels import PARALLEL_MIN_NUMEL
 from jt_mm_plugins.runtime import jt
 
 
@@ -26,7 +26,7 @@ def _check_against_torch(x: np.ndarray, grad_y: np.ndarray):
 
 
 @pytest.mark.parametrize('shape', [(7, ), (2, 3, 5, 5), (2, 64, 56, 56),
-                                   (_PARALLEL_MIN_NUMEL + 3, )])
+                                   (PARALLEL_MIN_NUMEL + 3, )])
 def test_matches_torch_small_and_parallel(shape):
     rng = np.random.RandomState(0)
     x = rng.randn(*shape).astype(np.float32)

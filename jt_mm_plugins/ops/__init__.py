@@ -1,9 +1,11 @@
 """Jittor detection kernels with CPU and CUDA sources, following ``mmcv.ops`` / mmdet semantics."""
 from .batch_norm import batch_norm_train
 from .bbox_overlaps import bbox_overlaps
+from .channel_bias import add_channel_bias
 from .nms import batched_nms, nms
 from .relu import relu
 from .roi_align import RoIAlign, roi_align
+from .upsample_add import upsample_x2_add, upsample_x2_add_supported
 
-__all__ = ['batch_norm_train', 'bbox_overlaps', 'nms', 'batched_nms', 'relu', 'roi_align',
-           'RoIAlign']
+__all__ = ['add_channel_bias', 'batch_norm_train', 'bbox_overlaps', 'nms', 'batched_nms', 'relu',
+           'roi_align', 'RoIAlign', 'upsample_x2_add', 'upsample_x2_add_supported']

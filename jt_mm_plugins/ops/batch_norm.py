@@ -23,10 +23,8 @@ can use the kernels; callers keep a Jittor-op formulation for CUDA and other dty
 """
 from typing import Optional, Tuple
 
+from jt_mm_plugins.ops.cpu_kernels import PARALLEL_MIN_NUMEL
 from jt_mm_plugins.runtime import jt
-
-# Below this many values the kernels run on one thread: a parallel region costs more than it saves.
-_PARALLEL_MIN_NUMEL = 1 << 16
 
 _FORWARD_CPU_SRC = f'''
     const int N = in0_shape0, C = in0_shape1, S = in0_shape2;
@@ -39,7 +37,7 @@ _FORWARD_CPU_SRC = f'''
     float* invstd_out = out3_p;
     const double eps = data["eps"];
     const double count = (double)N * S;
-    #pragma omp parallel for schedule(static) if ((size_t)N * C * S >= {_PARALLEL_MIN_NUMEL})
+    #pragma omp parallel for schedule(static) if ((size_t)N * C * S >= {PARALLEL_MIN_NUMEL})
     for (int c = 0; c < C; c++) {{
         float sum = 0;
         for (int n = 0; n < N; n++) {{
@@ -83,7 +81,7 @@ _BACKWARD_CPU_SRC = f'''
     float* dweight = out1_p;
     float* dbias = out2_p;
     const double count = (double)N * S;
-    #pragma omp parallel for schedule(static) if ((size_t)N * C * S >= {_PARALLEL_MIN_NUMEL})
+    #pragma omp parallel for schedule(static) if ((size_t)N * C * S >= {PARALLEL_MIN_NUMEL})
     for (int c = 0; c < C; c++) {{
         const double mean_c = mean[c];
         double sum_dy = 0, sum_dy_xmu = 0;

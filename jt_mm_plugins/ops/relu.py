@@ -10,16 +10,14 @@ Same values and gradients as ``jt.nn.relu`` / ``torch.relu``: ``y = max(x, 0)``;
 ``y > 0`` (``x > 0``), else 0 (the gradient at 0 is 0, as in PyTorch). Float32 on CPU only:
 anything else goes to ``jt.nn.relu``, which Jittor fuses with its neighbours.
 """
+from jt_mm_plugins.ops.cpu_kernels import PARALLEL_MIN_NUMEL, cpu_float32
 from jt_mm_plugins.runtime import jt
-
-# Below this many values the kernels run on one thread: a parallel region costs more than it saves.
-_PARALLEL_MIN_NUMEL = 1 << 16
 
 _FORWARD_CPU_SRC = f'''
     const size_t n = in0->num;
     const float* x = in0_p;
     float* y = out0_p;
-    #pragma omp parallel for schedule(static) if (n >= {_PARALLEL_MIN_NUMEL})
+    #pragma omp parallel for schedule(static) if (n >= {PARALLEL_MIN_NUMEL})
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f;
 '''
 
@@ -28,7 +26,7 @@ _BACKWARD_CPU_SRC = f'''
     const float* y = in0_p;
     const float* dy = in1_p;
     float* dx = out0_p;
-    #pragma omp parallel for schedule(static) if (n >= {_PARALLEL_MIN_NUMEL})
+    #pragma omp parallel for schedule(static) if (n >= {PARALLEL_MIN_NUMEL})
     for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0.0f;
 '''
 
@@ -48,6 +46,6 @@ class _ReLU(jt.Function):
 def relu(x: jt.Var) -> jt.Var:
     """``max(x, 0)``: the multi-threaded kernels for non-empty float32 on CPU, else
     ``jt.nn.relu``."""
-    if jt.flags.use_cuda or x.dtype != 'float32' or x.numel() == 0:
+    if not cpu_float32(x):
         return jt.nn.relu(x)
     return _ReLU.apply(x)

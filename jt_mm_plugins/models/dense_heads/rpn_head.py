@@ -4,6 +4,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from jt_mm_plugins.bridge import BridgedDenseHead, register_jittor_module
+from jt_mm_plugins.models.layers.conv2d import Conv2d
 from jt_mm_plugins.models.layers.conv_module import ConvModule
 from jt_mm_plugins.ops import batched_nms
 from jt_mm_plugins.ops.nms import descending_order
@@ -92,11 +93,11 @@ class JittorRPNHead(JittorAnchorHead):
                     inplace=False) for i in range(self.num_convs)
             ])
         else:
-            self.rpn_conv = jt.nn.Conv2d(self.in_channels, self.feat_channels, 3, padding=1)
-        self.rpn_cls = jt.nn.Conv2d(self.feat_channels,
-                                    self.num_base_priors * self.cls_out_channels, 1)
-        self.rpn_reg = jt.nn.Conv2d(self.feat_channels,
-                                    self.num_base_priors * self.bbox_coder.encode_size, 1)
+            self.rpn_conv = Conv2d(self.in_channels, self.feat_channels, 3, padding=1)
+        self.rpn_cls = Conv2d(self.feat_channels,
+                              self.num_base_priors * self.cls_out_channels, 1)
+        self.rpn_reg = Conv2d(self.feat_channels,
+                              self.num_base_priors * self.bbox_coder.encode_size, 1)
 
     def init_weights(self) -> None:
         """Normal(0, 0.01) weights and zero biases for every convolution (mmdet's ``init_cfg``;

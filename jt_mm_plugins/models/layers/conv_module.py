@@ -1,9 +1,10 @@
 """Jittor twin of mmcv's ``ConvModule`` (``mmcv/cnn/bricks/conv_module.py``): conv / norm / activation.
 
-Children keep mmcv's names: ``conv`` (a Jittor ``nn.Conv2d`` whose ``weight`` / ``bias`` have torch's
-shapes), the norm layer under its mmcv name (``bn`` or ``gn``, see :func:`build_norm_layer`) and
-``activate``. So ``conv.weight``, ``bn.running_mean``, ``gn.bias`` ... are the keys of an mmcv
-ConvModule's state dict, and Jittor twins of mmdet modules load mmdet checkpoints strictly.
+Children keep mmcv's names: ``conv`` (a :class:`~jt_mm_plugins.models.layers.conv2d.Conv2d`, that is
+Jittor's ``nn.Conv2d``, whose ``weight`` / ``bias`` have torch's shapes), the norm layer under its
+mmcv name (``bn`` or ``gn``, see :func:`build_norm_layer`) and ``activate``. So ``conv.weight``,
+``bn.running_mean``, ``gn.bias`` ... are the keys of an mmcv ConvModule's state dict, and Jittor twins
+of mmdet modules load mmdet checkpoints strictly.
 """
 import math
 import warnings
@@ -11,6 +12,7 @@ from typing import Dict, Optional, Tuple, Union
 
 from jt_mm_plugins.models.layers.activation import build_activation_layer
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d
+from jt_mm_plugins.models.layers.conv2d import Conv2d
 from jt_mm_plugins.models.layers.norm import build_norm_layer
 from jt_mm_plugins.runtime import jt
 
@@ -129,7 +131,7 @@ class ConvModule(jt.nn.Module):
                 and out_channels % groups == 0):
             raise ValueError(f'ConvModule: in_channels ({in_channels}) and out_channels '
                              f'({out_channels}) must be divisible by groups ({groups})')
-        self.conv = jt.nn.Conv2d(
+        self.conv = Conv2d(
             in_channels,
             out_channels,
             _as_pair(kernel_size, 'kernel_size', 1),

@@ -6,6 +6,7 @@ import numpy as np
 from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.models.layers.conv_module import ConvModule
 from jt_mm_plugins.ops.relu import relu
+from jt_mm_plugins.ops.upsample_add import upsample_x2_add, upsample_x2_add_supported
 from jt_mm_plugins.runtime import jt
 
 _EXTRA_CONV_SOURCES = ('on_input', 'on_lateral', 'on_output')
@@ -241,6 +242,10 @@ from jt_mm_plugins.runtime import jt
         laterals = list(laterals)
         for i in range(len(laterals) - 1, 0, -1):
             target_hw = tuple(laterals[i - 1].shape[2:])
+            if self._exact_nearest_x2(laterals[i], laterals[i - 1]):
+                # the same values, as one multi-threaded CPU kernel (and its backward)
+                laterals[i - 1] = upsample_x2_add(laterals[i], laterals[i - 1])
+                continue
             if 'scale_factor' in self.upsample_cfg:
                 upsampled = torch_like_interpolate(laterals[i], **self.upsample_cfg)
             else:
@@ -252,6 +257,14 @@ from jt_mm_plugins.runtime import jt
                     f'{i - 1 + self.start_level} has size {target_hw}')
             laterals[i - 1] = laterals[i - 1] + upsampled
         return laterals
+
+    def _exact_nearest_x2(self, coarse: jt.Var, fine: jt.Var) -> bool:
+        """Whether this step is ``fine + nearest x2 upsampling of coarse`` that
+        :func:`upsample_x2_add` computes: mode 'nearest' and, with a ``scale_factor``, exactly 2."""
+        if self.upsample_cfg['mode'] != 'nearest' or not upsample_x2_add_supported(coarse, fine):
+            return False
+        return 'scale_factor' not in self.upsample_cfg or _scale_pair(
+            self.upsample_cfg['scale_factor']) == (2.0, 2.0)
 
     def _extra_levels(self, inputs: Sequence[jt.Var], laterals: List[jt.Var],
                       outs: List[jt.Var]) -> List[jt.Var]:
