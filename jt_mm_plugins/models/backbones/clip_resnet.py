@@ -5,6 +5,7 @@ from typing import List, Sequence, Tuple
 from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.models.layers.activation import ReLU
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d
+from jt_mm_plugins.models.layers.conv2d import Conv2d
 from jt_mm_plugins.runtime import jt
 
 nn = jt.nn
@@ -32,14 +33,14 @@ class CLIPBottleneck(nn.Module):
     def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
         super().__init__()
         out_channels = planes * self.expansion
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.conv1 = Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = BatchNorm2d(planes)
         self.act1 = ReLU()
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.conv2 = Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = BatchNorm2d(planes)
         self.act2 = ReLU()
         self.avgpool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
-        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
+        self.conv3 = Conv2d(planes, out_channels, 1, bias=False)
         self.bn3 = BatchNorm2d(out_channels)
         self.act3 = ReLU()
         self.stride = stride
@@ -49,7 +50,7 @@ class CLIPBottleneck(nn.Module):
             # open_clip names the pool "-1" so that the conv and BN keep CLIP's keys ".0"/".1".
             self.downsample = nn.Sequential(OrderedDict([
                 ('-1', nn.AvgPool2d(stride) if stride > 1 else nn.Identity()),
-                ('0', nn.Conv2d(inplanes, out_channels, 1, bias=False)),
+                ('0', Conv2d(inplanes, out_channels, 1, bias=False)),
                 ('1', BatchNorm2d(out_channels)),
             ]))
 
@@ -131,13 +132,13 @@ class CLIPResNet(nn.Module):
     def _init_stem(self, width: int) -> None:
         """The three-convolution stem and its 2x2 average pool (names as open_clip)."""
         half = width // 2
-        self.conv1 = nn.Conv2d(3, half, 3, stride=2, padding=1, bias=False)
+        self.conv1 = Conv2d(3, half, 3, stride=2, padding=1, bias=False)
         self.bn1 = BatchNorm2d(half)
         self.act1 = ReLU()
-        self.conv2 = nn.Conv2d(half, half, 3, padding=1, bias=False)
+        self.conv2 = Conv2d(half, half, 3, padding=1, bias=False)
         self.bn2 = BatchNorm2d(half)
         self.act2 = ReLU()
-        self.conv3 = nn.Conv2d(half, width, 3, padding=1, bias=False)
+        self.conv3 = Conv2d(half, width, 3, padding=1, bias=False)
         self.bn3 = BatchNorm2d(width)
         self.act3 = ReLU()
         self.avgpool = nn.AvgPool2d(2)

@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d
+from jt_mm_plugins.models.layers.conv2d import Conv2d
 from jt_mm_plugins.models.layers.norm import GroupNorm, build_norm_layer
 from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.runtime import jt
@@ -19,10 +20,10 @@ init = jt.init
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-          padding: int = 0, dilation: int = 1) -> nn.Conv2d:
+          padding: int = 0, dilation: int = 1) -> Conv2d:
     """A bias-free convolution, as every convolution of ResNet is."""
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                     dilation=dilation, bias=False)
+    return Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                  dilation=dilation, bias=False)
 
 
 def _set_eval(module: jt.Module) -> None:
