@@ -43,6 +43,18 @@ def test_conversion_copies_are_independent():
     assert np.allclose(var.numpy(), 1)
 
 
+def test_shared_memory_view_keeps_its_var_alive():
+    var = jt.array(np.arange(6, dtype=np.float32)).reshape(2, 3) * 2
+    view = jittor_to_torch(var, share_memory=True)
+    del var
+    jt.gc()
+    for _ in range(3):  # fresh allocations must not reuse the view's buffer
+        (jt.ones((2, 3)) * 9).sync()
+    assert torch.equal(view, torch.arange(6.).reshape(2, 3) * 2)
+    view.add_(1)  # writeable, no warning
+    assert view[1, 2] == 11
+
+
 def test_non_contiguous_input():
     source = torch.arange(12.).reshape(3, 4).t()
     assert torch.equal(jittor_to_torch(torch_to_jittor(source)), source)
@@ -107,6 +119,24 @@ def test_outputs_without_gradient_and_unused_inputs():
     y.sum().backward()
     torch.testing.assert_close(a.grad, torch.full((4, ), 3.0))
     assert unused.grad is None or torch.count_nonzero(unused.grad) == 0
+
+
+@pytest.mark.parametrize('a_shape, fn, scale', [
+    ((4, ), lambda a, b: a + b, 1.0),                              # one Var for both
+    ((2, 2), lambda a, b: a.reshape(4) + b, 1.0),                  # a reshape of it
+    ((2, 2), lambda a, b: (a.reshape(4) * 1 + b) * 2, 2.0)])
+def test_gradients_sharing_a_jittor_buffer_become_separate_tensors(a_shape, fn, scale):
+    """The backward hands torch views of Jittor's gradient buffers (no copy); jt.grad may give two
+    inputs the same buffer, and torch accumulating into one gradient must not change the other."""
+    a = torch.randn(*a_shape, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    for _ in range(2):  # the second backward accumulates in place into .grad
+        call_jittor(fn, (a, b)).backward(torch.arange(4.))
+    torch.testing.assert_close(a.grad, 2 * scale * torch.arange(4.).reshape(a_shape))
+    torch.testing.assert_close(b.grad, 2 * scale * torch.arange(4.))
+    assert a.grad.data_ptr() != b.grad.data_ptr()
+    a.grad.zero_()
+    torch.testing.assert_close(b.grad, 2 * scale * torch.arange(4.))
 
 
 def test_no_grad_mode_builds_no_graph():

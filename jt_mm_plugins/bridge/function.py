@@ -66,6 +66,23 @@ class _JittorCall:
         self.jt_inputs, self.jt_outputs, self.args, self.kwargs = [], [], None, None
 
 
+def _gradients_to_torch(grads: Sequence['jt.Var'], device: torch.device) -> List[torch.Tensor]:
+    """The gradients as torch tensors, without copies on CPU (views of the Jittor buffers: the
+    backward's Vars are read by nothing else). A buffer that comes twice (``jt.grad`` hands one Var,
+    or reshapes of one Var, to inputs whose gradients are equal, e.g. both terms of a sum) is copied
+    for its later places, so that torch accumulating into one gradient cannot change another."""
+    shared_buffers = set()
+    tensors = []
+    for g in grads:
+        tensor = jittor_to_torch(g, device, share_memory=True)
+        if tensor.device.type == 'cpu' and tensor.numel():
+            if tensor.data_ptr() in shared_buffers:
+                tensor = tensor.clone()
+            shared_buffers.add(tensor.data_ptr())
+        tensors.append(tensor)
+    return tensors
+
+
 class _JittorFunction(torch.autograd.Function):
 
     @staticmethod
@@ -115,7 +132,7 @@ class _JittorFunction(torch.autograd.Function):
         if grads:
             jt.sync(list(grads))  # one graph execution for every gradient
         device = grad_outputs[0].device if grad_outputs and grad_outputs[0] is not None else None
-        grads = iter([jittor_to_torch(g, device or torch.device('cpu')) for g in grads])
+        grads = iter(_gradients_to_torch(grads, device or torch.device('cpu')))
         input_grads = [next(grads) if n else None for n in call.input_needs_grad] \
             if terms and targets else [None] * len(call.input_needs_grad)
         param_grads = [next(grads) if n else None for n in call.param_needs_grad] \

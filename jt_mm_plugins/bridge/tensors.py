@@ -1,7 +1,8 @@
 """Tensor conversion between torch and Jittor that keeps dtypes.
 
 CPU: one copy each way. ``tensor.numpy()`` is a view, ``jt.array`` copies it into Jittor's memory;
-``Var.numpy()`` copies out of Jittor's memory and ``torch.from_numpy`` is a view of that copy.
+``Var.numpy()`` copies out of Jittor's memory and ``torch.from_numpy`` is a view of that copy. The
+gradients a backward returns are not copied at all (``share_memory=True``: views of Jittor's buffers).
 
 CUDA (designed, not yet run on a GPU here): Jittor has no DLPack, so a device-to-device copy is made by
 a tiny ``jt.code`` kernel that ``cudaMemcpyAsync``-s between Jittor's buffer and the torch tensor's
@@ -42,13 +43,22 @@ def torch_to_jittor(tensor: torch.Tensor) -> 'jt.Var':
         return jt.array(array)
 
 
-def jittor_to_torch(var: 'jt.Var', device: torch.device = torch.device('cpu')) -> torch.Tensor:
-    """Copy a Jittor Var into a new torch tensor on ``device``, keeping its dtype."""
+def jittor_to_torch(var: 'jt.Var', device: torch.device = torch.device('cpu'),
+                    share_memory: bool = False) -> torch.Tensor:
+    """Copy a Jittor Var into a new torch tensor on ``device``, keeping its dtype.
+
+    ``share_memory=True`` (CPU only): no copy; the tensor is a view of the Var's buffer, which the
+    view keeps alive. Only for Vars that nothing in Jittor reads afterwards (the gradients a backward
+    hands to torch): torch may write into the tensor (``grad +=``), and so into the Var.
+    """
     dtype = str(var.dtype)
     if dtype not in JITTOR_TO_TORCH_DTYPE:
         raise TypeError(f'jt_mm_plugins cannot return a Jittor {dtype} Var to torch')
     if device.type == 'cuda' and jt.flags.use_cuda:
         return _cuda_jittor_to_torch(var, device)
+    if share_memory and device.type == 'cpu':
+        # ``Var.data`` is a writeable numpy view whose base is the Var itself.
+        return torch.from_numpy(var.data)
     array = var.numpy()
     if not array.flags.writeable:  # torch warns on read-only buffers
         array = np.array(array)
