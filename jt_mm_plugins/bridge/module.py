@@ -159,9 +159,9 @@ class JittorModuleWrapper(BaseModule):
             jt.sync([entry.var for entry in buffers])  # one graph execution for all of them
         with torch.no_grad():
             for entry in buffers:
-                    value = jittor_to_torch(entry.var, entry.tensor.device)
-                    entry.tensor.copy_(value.reshape(entry.tensor.shape))
-                    entry.synced = entry.torch_state_key()
+                value = jittor_to_torch(entry.var, entry.tensor.device)
+                entry.tensor.copy_(value.reshape(entry.tensor.shape))
+                entry.synced = entry.torch_state_key()
 
     def train(self, mode: bool = True) -> 'JittorModuleWrapper':
         super().train(mode)
