@@ -42,6 +42,29 @@ def test_tool_fails_past_tolerance(monkeypatch, capsys):
     assert 'NOT ALIGNED' in capsys.readouterr().out
 
 
+def test_markdown_summary_has_one_line_per_pair_and_mode(tmp_path, monkeypatch, capsys):
+    out = tmp_path / 'align.md'
+    assert _align_tool().main(['fpn', 'roi_head', '--markdown', str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith('| pair | mode |') and len(lines) == 2 + 4
+    assert lines[2].startswith('| fpn | eval |') and lines[-1].startswith('| roi_head | train |')
+    assert all(line.endswith('| ALIGNED |') for line in lines[2:])
+    # a failing pair says so in its line
+    monkeypatch.setitem(get_pair('fpn').tolerances, 'output_abs', -1.0)
+    assert _align_tool().main(['fpn', '--mode', 'eval', '--markdown', str(out)]) == 1
+    assert out.read_text().splitlines()[-1].endswith('| NOT ALIGNED |')
+
+
+def test_summary_line_reports_the_float64_columns_only_where_the_referee_ran():
+    tool = _align_tool()
+    rows = [DiffRow('output', 'out[0]', 2e-6, 1e-7, 1e-4),
+            DiffRow('param grad', 'a', 1e-3, 3e-3, 1e-2, 1e-3, 4e-3),
+            DiffRow('input grad', 'x', 1e-5, 5e-4, 1e-2, 6e-4, 2e-5)]
+    assert tool.summary_line('p', 'train', rows) == \
+        '| p | train | 2.0e-06 | 3.0e-03 | 1.0e-03 | 4.0e-03 | ALIGNED |'
+    assert tool.summary_line('p', 'eval', rows[:1]) == '| p | eval | 2.0e-06 | - | - | - | ALIGNED |'
+
+
 def test_unknown_pair_is_named(capsys):
     assert _align_tool().main(['no_such_pair']) == 2
     assert 'no_such_pair' in capsys.readouterr().err

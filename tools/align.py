@@ -8,13 +8,34 @@ any difference exceeds its tolerance.
     python tools/align.py                       # every pair, eval and train mode
     python tools/align.py clip_resnet fpn --mode train --size large
     python tools/align.py --list
+    python tools/align.py --markdown align.md   # + one summary line per pair and mode (README table)
 """
 import argparse
 import sys
 import time
+from typing import List
 
 import jt_mm_plugins  # noqa: F401  (registers the Jittor components)
-from jt_mm_plugins.alignment import ALIGNMENT_PAIRS, compare_modules, format_rows, get_pair
+from jt_mm_plugins.alignment import (ALIGNMENT_PAIRS, DiffRow, compare_modules, format_rows,
+                                     get_pair)
+
+SUMMARY_HEADER = ('| pair | mode | worst output | worst gradient vs float32 ref | Jittor vs float64 | '
+                  'float32 ref vs float64 | result |\n|---|---|---|---|---|---|---|')
+
+
+def summary_line(name: str, mode: str, rows: List[DiffRow]) -> str:
+    """One markdown row: the worst output (max abs) and the worst gradient (relative), and where
+    the float64 referee ran, the worst gradient of the candidate and of the float32 reference
+    against it."""
+    outputs = [r for r in rows if r.kind == 'output']
+    grads = [r for r in rows if r.kind != 'output']
+    worst = lambda values: f'{max(values):.1e}' if values else '-'  # noqa: E731
+    refereed = [r for r in grads if r.candidate_vs_float64 is not None]
+    return (f'| {name} | {mode} | {worst([r.max_abs for r in outputs])} | '
+            f'{worst([r.rel for r in grads])} | '
+            f'{worst([r.candidate_vs_float64 for r in refereed])} | '
+            f'{worst([r.reference_vs_float64 for r in refereed])} | '
+            f'{"ALIGNED" if all(r.ok for r in rows) else "NOT ALIGNED"} |')
 
 
 def parse_args(argv=None):
@@ -25,6 +46,8 @@ def parse_args(argv=None):
                         help='small: seconds on a CPU; large: the real architecture sizes')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--list', action='store_true', help='list the pairs and exit')
+    parser.add_argument('--markdown', metavar='FILE',
+                        help='also write a markdown table with one summary line per pair and mode')
     return parser.parse_args(argv)
 
 
@@ -43,6 +66,7 @@ def main(argv=None) -> int:
         return 2
     modes = ['eval', 'train'] if args.mode == 'both' else [args.mode]
     failed = []
+    summary = [SUMMARY_HEADER]
     for pair in pairs:
         for mode in modes:
             start = time.time()
@@ -55,10 +79,15 @@ def main(argv=None) -> int:
             print(f'\n== {pair.name} [{mode}, {args.size}] {pair.description} '
                   f'({time.time() - start:.1f}s): {"ALIGNED" if ok else "NOT ALIGNED"}')
             print(format_rows(rows))
+            summary.append(summary_line(pair.name, mode, rows))
             if not ok:
                 failed.append(f'{pair.name}/{mode}')
     print(f'\nalign: {len(pairs) * len(modes) - len(failed)} aligned, {len(failed)} not aligned'
           + (f': {", ".join(failed)}' if failed else ''))
+    if args.markdown:
+        with open(args.markdown, 'w') as f:
+            f.write('\n'.join(summary) + '\n')
+        print(f'align: summary table written to {args.markdown}')
     return 1 if failed else 0
 
 
