@@ -14,27 +14,24 @@ from jt_mm_plugins.runtime import jt
 
 _HEADER = '#include <dnnl.h>'
 
-# in0: x (N, Cin, S), in1: w (Cout, Cin); out0: y (N, Cout, S)
-_FORWARD_CPU_SRC = '''
-    const int N = in0_shape0, Cin = in0_shape1, S = in0_shape2, Cout = in1_shape0;
-    for (int n = 0; n < N; n++) {
-        dnnl_status_t status = dnnl_sgemm('N', 'N', Cout, S, Cin, 1.f, in1_p, Cin,
-                                          in0_p + (size_t)n * Cin * S, S, 0.f,
-                                          out0_p + (size_t)n * Cout * S, S);
+
+def _weight_times_each_image_src(transpose_weight: bool) -> str:
+    """``out0[n] = W @ in0[n]`` (forward: x in, y out) or ``W^T @ in0[n]`` (input gradient: dy in,
+    dx out) for every image ``n``; ``in1`` is the ``(C_out, C_in)`` weight ``W``, images are
+    ``(channels, S)`` row-major."""
+    return f'''
+    const int N = in0_shape0, K = in0_shape1, S = in0_shape2, M = out0_shape1, Cin = in1_shape1;
+    for (int n = 0; n < N; n++) {{
+        dnnl_status_t status = dnnl_sgemm('{"T" if transpose_weight else "N"}', 'N', M, S, K, 1.f,
+                                          in1_p, Cin, in0_p + (size_t)n * K * S, S, 0.f,
+                                          out0_p + (size_t)n * M * S, S);
         ASSERTop(status,==,dnnl_success);
-    }
+    }}
 '''
 
-# in0: dy (N, Cout, S), in1: w (Cout, Cin); out0: dx (N, Cin, S)
-_INPUT_GRAD_CPU_SRC = '''
-    const int N = in0_shape0, Cout = in0_shape1, S = in0_shape2, Cin = in1_shape1;
-    for (int n = 0; n < N; n++) {
-        dnnl_status_t status = dnnl_sgemm('T', 'N', Cin, S, Cout, 1.f, in1_p, Cin,
-                                          in0_p + (size_t)n * Cout * S, S, 0.f,
-                                          out0_p + (size_t)n * Cin * S, S);
-        ASSERTop(status,==,dnnl_success);
-    }
-'''
+
+_FORWARD_CPU_SRC = _weight_times_each_image_src(transpose_weight=False)
+_INPUT_GRAD_CPU_SRC = _weight_times_each_image_src(transpose_weight=True)
 
 # in0: dy (N, Cout, S), in1: x (N, Cin, S); out0: dw (Cout, Cin)
 _WEIGHT_GRAD_CPU_SRC = '''
@@ -49,13 +46,16 @@ _WEIGHT_GRAD_CPU_SRC = '''
 '''
 
 
+def _pair(value) -> tuple:
+    return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
+
+
 def conv1x1_supported(x: jt.Var, weight: jt.Var, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
                       groups: int = 1) -> bool:
     """Whether :func:`conv1x1` computes ``jt.nn.conv2d(x, weight, None, stride, padding, dilation,
     groups)``: a 1x1 kernel, stride 1, no padding, one group, float32 on CPU."""
-    pair = lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v, v)  # noqa: E731
     return (x.ndim == 4 and weight.ndim == 4 and tuple(weight.shape[2:]) == (1, 1)
-            and pair(stride) == (1, 1) and pair(padding) == (0, 0) and pair(dilation) == (1, 1)
+            and _pair(stride) == (1, 1) and _pair(padding) == (0, 0) and _pair(dilation) == (1, 1)
             and groups == 1 and x.shape[1] == weight.shape[1] and cpu_float32(x, weight))
 
 
