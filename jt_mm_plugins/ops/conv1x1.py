@@ -7,8 +7,9 @@ For each image ``n`` the convolution is ``Y[n] = W @ X[n]`` with ``W`` the ``(C_
 reorders input, weight and output to blocked layouts around every call instead; for the 1x1 convolutions
 of an FPN or a ResNet bottleneck the products are faster (``tools/benchmark.py``, README "Benchmarks").
 
-Float32 on CPU only (:func:`conv1x1_supported`); callers keep ``jt.nn.conv2d`` elsewhere.
+Float32 on CPU with oneDNN only (:func:`conv1x1_supported`); callers keep ``jt.nn.conv2d`` elsewhere.
 """
+from jt_mm_plugins import runtime
 from jt_mm_plugins.ops.cpu_kernels import cpu_float32
 from jt_mm_plugins.runtime import jt
 
@@ -53,9 +54,11 @@ def _pair(value) -> tuple:
 def conv1x1_supported(x: jt.Var, weight: jt.Var, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
                       groups: int = 1) -> bool:
     """Whether :func:`conv1x1` computes ``jt.nn.conv2d(x, weight, None, stride, padding, dilation,
-    groups)``: a 1x1 kernel, stride 1, no padding, one group, float32 on CPU."""
-    return (x.ndim == 4 and weight.ndim == 4 and tuple(weight.shape[2:]) == (1, 1)
-            and _pair(stride) == (1, 1) and _pair(padding) == (0, 0) and _pair(dilation) == (1, 1)
+    groups)``: a 1x1 kernel, stride 1, no padding, one group, float32 on CPU, with oneDNN (whose
+    ``sgemm`` the kernels call) loaded."""
+    return (runtime.onednn_active and x.ndim == 4 and weight.ndim == 4
+            and tuple(weight.shape[2:]) == (1, 1) and _pair(stride) == (1, 1)
+            and _pair(padding) == (0, 0) and _pair(dilation) == (1, 1)
             and groups == 1 and x.shape[1] == weight.shape[1] and cpu_float32(x, weight))
 
 
@@ -83,9 +86,11 @@ class _Conv1x1(jt.Function):
 
 
 def conv1x1(x: jt.Var, weight: jt.Var) -> jt.Var:
-    """``jt.nn.conv2d(x, weight)`` for a ``(C_out, C_in, 1, 1)`` weight (stride 1, no padding)."""
+    """``jt.nn.conv2d(x, weight)`` for a ``(C_out, C_in, 1, 1)`` weight (stride 1, no padding), when
+    :func:`conv1x1_supported` says so."""
     if not conv1x1_supported(x, weight):
         raise ValueError(f'conv1x1 takes a float32 (N, C_in, H, W) input and a (C_out, C_in, 1, 1) '
                          f'weight on CPU, got {tuple(x.shape)} {x.dtype} and '
-                         f'{tuple(weight.shape)} {weight.dtype} (use_cuda={jt.flags.use_cuda})')
+                         f'{tuple(weight.shape)} {weight.dtype} (use_cuda={jt.flags.use_cuda}, '
+                         f'oneDNN={runtime.onednn_active})')
     return _Conv1x1.apply(x, weight)
