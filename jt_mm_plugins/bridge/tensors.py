@@ -47,17 +47,19 @@ def jittor_to_torch(var: 'jt.Var', device: torch.device = torch.device('cpu'),
                     share_memory: bool = False) -> torch.Tensor:
     """Copy a Jittor Var into a new torch tensor on ``device``, keeping its dtype.
 
-    ``share_memory=True`` (CPU only): no copy; the tensor is a view of the Var's buffer, which the
-    view keeps alive. Only for Vars that nothing in Jittor reads afterwards (the gradients a backward
-    hands to torch): torch may write into the tensor (``grad +=``), and so into the Var.
+    ``share_memory=True`` (Jittor and ``device`` on CPU): no copy; the tensor is a view of the Var's
+    buffer, which the view keeps alive. Only for Vars that nothing in Jittor reads afterwards (the
+    gradients a backward hands to torch): torch may write into the tensor (``grad +=``), and so into
+    the Var.
     """
     dtype = str(var.dtype)
     if dtype not in JITTOR_TO_TORCH_DTYPE:
         raise TypeError(f'jt_mm_plugins cannot return a Jittor {dtype} Var to torch')
     if device.type == 'cuda' and jt.flags.use_cuda:
         return _cuda_jittor_to_torch(var, device)
-    if share_memory and device.type == 'cpu':
-        # ``Var.data`` is a writeable numpy view whose base is the Var itself.
+    if share_memory and device.type == 'cpu' and not jt.flags.use_cuda:
+        # ``Var.data`` is a writeable numpy view whose base is the Var itself. (With CUDA on, the
+        # Var's buffer may be device or managed memory: copy.)
         return torch.from_numpy(var.data)
     array = var.numpy()
     if not array.flags.writeable:  # torch warns on read-only buffers
