@@ -9,6 +9,7 @@ from jt_mm_plugins.bridge import (JITTOR_MODELS, JittorModuleWrapper, build_jitt
                                   call_jittor, jittor_to_torch, register_jittor_module,
                                   torch_to_jittor)
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d
+from jt_mm_plugins.ops import relu
 from jt_mm_plugins.runtime import jt
 
 
@@ -161,7 +162,7 @@ class _JittorNet(jt.nn.Module):
                 v.requires_grad = False
 
     def execute(self, x):
-        y = jt.nn.relu(self.bn(self.stem(x)))
+        y = relu(self.bn(self.stem(x)))  # the package's ReLU: NaN stays NaN, as in torch
         return self.head(y.mean(dims=[2, 3]))
 
 
@@ -200,6 +201,30 @@ def test_bad_config_errors_name_the_culprit():
         build_jittor_module(dict(type='NoSuchNeck'))
     with pytest.raises(TypeError, match='chanels'):
         MODELS.build(dict(type='_TestJittorNet', chanels=3))
+
+
+def test_non_finite_training_output_names_module_and_cause():
+    x = torch.randn(2, 3, 5, 5)
+    bad_x = x.clone()
+    bad_x[0, 0, 0, 0] = float('nan')
+    bridged = _twins()[0].train()
+    with pytest.raises(FloatingPointError, match=r'_JittorNet .*output 0 \(2, 3\).*inputs already'):
+        bridged(bad_x)
+
+    bridged = _twins()[0].train()
+    with torch.no_grad():
+        bridged.head.weight[0, 0] = float('inf')
+    with pytest.raises(FloatingPointError, match=r'_JittorNet.*parameters.*: head\.weight \('):
+        bridged(x)
+
+    bridged = _twins()[0].train()
+    with torch.no_grad():  # finite, but the first logit exceeds float32's 3.4e38
+        bridged.head.weight[0] = 3e38
+        bridged.head.bias[0] = 3e38
+    with pytest.raises(FloatingPointError, match='computation overflowed'):
+        bridged(x)
+    bridged.eval()  # evaluation returns what it computed, unchecked
+    assert not torch.isfinite(bridged(x)).all()
 
 
 def test_state_dict_keys_match_torch_twin():

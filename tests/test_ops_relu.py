@@ -35,8 +35,18 @@ def test_matches_torch_small_and_parallel(shape):
 
 
 def test_special_values():
-    x = np.array([0.0, -0.0, np.inf, -np.inf, 1e-38, -1e-38, 3.0, -3.0], dtype=np.float32)
-    _check_against_torch(x, np.arange(1, 9, dtype=np.float32))
+    x = np.array([0.0, -0.0, np.inf, -np.inf, 1e-38, -1e-38, 3.0, -3.0, 1e-45, -1e-45, np.nan,
+                  -np.nan], dtype=np.float32)
+    _check_against_torch(x, np.arange(1, len(x) + 1, dtype=np.float32))
+
+
+def test_nan_propagates_as_in_torch_not_as_in_jittor():
+    x = np.full(PARALLEL_MIN_NUMEL + 5, -1.0, dtype=np.float32)
+    x[::7] = np.nan
+    y = relu(jt.array(x)).numpy()
+    assert np.isnan(y[::7]).all() and np.isnan(y).sum() == len(x[::7])
+    assert np.isnan(torch.relu(torch.from_numpy(x)).numpy()[::7]).all()
+    assert not np.isnan(jt.nn.relu(jt.array(x)).numpy()).any()  # why the kernel checks bits
 
 
 def test_gradient_flows_through_a_chain():

@@ -15,19 +15,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 
 from jt_mm_plugins.runtime import jt
-from .tensors import jittor_to_torch, map_structure, torch_to_jittor
-
-
-def _flatten(obj: Any, is_leaf: Callable[[Any], bool]) -> List[Any]:
-    leaves = []
-
-    def collect(x):
-        if is_leaf(x):
-            leaves.append(x)
-        return x
-
-    map_structure(collect, obj)
-    return leaves
+from .tensors import flatten_structure, jittor_to_torch, map_structure, torch_to_jittor
 
 
 def _replace_leaves(obj: Any, is_leaf: Callable[[Any], bool], new_leaves: Sequence[Any]) -> Any:
@@ -103,7 +91,7 @@ class _JittorFunction(torch.autograd.Function):
         else:
             with jt.no_grad():
                 result = call.fn(*args, **kwargs)
-        jt_outputs = _flatten(result, _is_var)
+        jt_outputs = flatten_structure(result, _is_var)
         call.output_structure = result
         # One graph execution for all outputs (converting them one by one runs one sync each).
         if jt_outputs:
@@ -156,7 +144,7 @@ def call_jittor(fn: Callable, args: Tuple = (), kwargs: Optional[dict] = None,
         ``fn``'s result with every Var replaced by a torch tensor on the inputs' device.
     """
     kwargs = kwargs or {}
-    tensors = _flatten((args, kwargs), _is_tensor)
+    tensors = flatten_structure((args, kwargs), _is_tensor)
     call = _JittorCall(fn, args, kwargs, [v for v, _ in params])
     outputs = _JittorFunction.apply(call, len(tensors), *tensors, *[t for _, t in params])
     structure, call.output_structure = call.output_structure, None

@@ -6,7 +6,8 @@ from mmengine.model import BaseModule
 
 from jt_mm_plugins.runtime import jt
 from .function import call_jittor
-from .tensors import JITTOR_TO_TORCH_DTYPE, jittor_to_torch, torch_to_jittor
+from .tensors import (JITTOR_TO_TORCH_DTYPE, flatten_structure, jittor_to_torch,
+                      torch_to_jittor)
 
 # Jittor Vars under these names are running statistics: torch buffers, never trained.
 BUFFER_NAMES = ('running_mean', 'running_var', 'num_batches_tracked')
@@ -30,6 +31,15 @@ def set_jittor_train_mode(module: 'jt.nn.Module', mode: bool) -> None:
     for sub in reversed(module.modules()):  # pre-order reversed: children first, ``module`` last
         if type(sub).train is not jt.nn.Module.train:
             sub.train()
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    """No NaN or infinity in a tensor (True for non-float and empty ones). One pass: NaN propagates
+    into both the minimum and the maximum, and an infinity is one of them."""
+    if not tensor.is_floating_point() or tensor.numel() == 0:
+        return True
+    low, high = torch.aminmax(tensor.detach())
+    return bool(torch.isfinite(low) & torch.isfinite(high))
 
 
 class _StateContainer(torch.nn.Module):
@@ -182,7 +192,39 @@ class JittorModuleWrapper(BaseModule):
         return outputs
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.run_jittor(self.jittor_module, *args, **kwargs)
+        outputs = self.run_jittor(self.jittor_module, *args, **kwargs)
+        if self.training:
+            self._check_outputs_finite(args, kwargs, outputs)
+        return outputs
+
+    def _check_outputs_finite(self, args: Any, kwargs: Any, outputs: Any) -> None:
+        """Raise ``FloatingPointError`` naming this module when a training forward produced NaN or
+        infinity, and saying where it came from: the inputs, the parameters, or the computation.
+
+        Without it a NaN from a Jittor backbone surfaces only as a NaN loss in mmdet's heads.
+        """
+        def non_finite(obj: Any) -> List[str]:
+            tensors = flatten_structure(obj, torch.is_tensor)
+            return [f'{i} {tuple(t.shape)}' for i, t in enumerate(tensors) if not _all_finite(t)]
+
+        bad_outputs = non_finite(outputs)
+        if not bad_outputs:
+            return
+        name = type(self.jittor_module).__name__
+        bad_inputs = non_finite((args, kwargs))
+        # Parameters only: a training forward has just rewritten the running statistics (from
+        # non-finite values too, when its inputs or parameters were).
+        bad_state = [n for n, t in self.named_parameters() if not _all_finite(t)]
+        if bad_inputs:
+            cause = f'its inputs already were (input {", ".join(bad_inputs)}): look upstream'
+        elif bad_state:
+            cause = (f'its parameters are not finite: {", ".join(bad_state[:5])}'
+                     + (f' and {len(bad_state) - 5} more' if len(bad_state) > 5 else '')
+                     + ' (a diverged optimizer step? lower the learning rate or clip gradients)')
+        else:
+            cause = 'its inputs and parameters are finite, so the computation overflowed'
+        raise FloatingPointError(f'{name} (Jittor, bridged): training output '
+                                 f'{", ".join(bad_outputs)} is not finite; {cause}')
 
     def extra_repr(self) -> str:
         return f'jittor_module={type(self.jittor_module).__name__}'

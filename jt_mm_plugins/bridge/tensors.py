@@ -8,7 +8,7 @@ CUDA (designed, not yet run on a GPU here): Jittor has no DLPack, so a device-to
 a tiny ``jt.code`` kernel that ``cudaMemcpyAsync``-s between Jittor's buffer and the torch tensor's
 device pointer, after synchronising torch's stream (see ``_cuda_copy_*``). No host round trip.
 """
-from typing import Any, Callable
+from typing import Any, Callable, List
 
 import numpy as np
 import torch
@@ -95,3 +95,16 @@ def map_structure(fn: Callable[[Any], Any], obj: Any) -> Any:
     if isinstance(obj, dict):
         return type(obj)((k, map_structure(fn, v)) for k, v in obj.items())
     return fn(obj)
+
+
+def flatten_structure(obj: Any, is_leaf: Callable[[Any], bool]) -> List[Any]:
+    """The leaves of nested lists, tuples and dicts for which ``is_leaf`` holds, in order."""
+    leaves = []
+
+    def collect(x):
+        if is_leaf(x):
+            leaves.append(x)
+        return x
+
+    map_structure(collect, obj)
+    return leaves

@@ -6,8 +6,9 @@ gradient) were the largest element-wise cost in Jittor's profile. These kernels 
 OpenMP threads (``torch.set_num_threads`` / ``OMP_NUM_THREADS``): ``tools/benchmark.py resnet`` went
 from 1.12x to 0.97x PyTorch's step on the 2-core CI machine (README, "Benchmarks").
 
-Same values and gradients as ``jt.nn.relu`` / ``torch.relu``: ``y = max(x, 0)``; ``dx = dy`` where
-``y > 0`` (``x > 0``), else 0 (the gradient at 0 is 0, as in PyTorch). Float32 on CPU only:
+Same values and gradients as ``torch.relu``: ``y = max(x, 0)``, NaN stays NaN (``jt.nn.relu`` turns
+it into 0, which would hide a diverged step from the loss); ``dx = 0`` where ``y <= 0``, else ``dy``
+(the gradient at 0 is 0; at NaN it is ``dy``, as in PyTorch). Float32 on CPU only:
 anything else goes to ``jt.nn.relu``, which Jittor fuses with its neighbours.
 """
 from jt_mm_plugins.ops.cpu_kernels import PARALLEL_MIN_NUMEL, cpu_float32
@@ -18,7 +19,14 @@ _FORWARD_CPU_SRC = f'''
     const float* x = in0_p;
     float* y = out0_p;
     #pragma omp parallel for schedule(static) if (n >= {PARALLEL_MIN_NUMEL})
-    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f;
+    for (size_t i = 0; i < n; i++) {{
+        // Zero where the sign bit is set unless x is NaN, which passes through as in torch.relu.
+        // Tested on the bits: Jittor compiles with -Ofast, under which x != x may fold to false.
+        uint32_t bits;
+        memcpy(&bits, x + i, sizeof(bits));
+        const bool negative_number = (bits >> 31) && (bits & 0x7fffffffu) <= 0x7f800000u;
+        y[i] = negative_number ? 0.0f : x[i];
+    }}
 '''
 
 _BACKWARD_CPU_SRC = f'''
@@ -27,7 +35,13 @@ _BACKWARD_CPU_SRC = f'''
     const float* dy = in1_p;
     float* dx = out0_p;
     #pragma omp parallel for schedule(static) if (n >= {PARALLEL_MIN_NUMEL})
-    for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0.0f;
+    for (size_t i = 0; i < n; i++) {{
+        // torch masks where y <= 0, so NaN passes its gradient; NaN tested on the bits (-Ofast).
+        uint32_t bits;
+        memcpy(&bits, y + i, sizeof(bits));
+        const bool nan = (bits & 0x7fffffffu) > 0x7f800000u;
+        dx[i] = (nan || y[i] > 0) ? dy[i] : 0.0f;
+    }}
 '''
 
 
