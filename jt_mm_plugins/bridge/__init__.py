@@ -6,7 +6,8 @@ from .registry import JITTOR_MODELS, build_jittor_module, jittor_type, register_
 from .tensors import jittor_to_torch, torch_to_jittor
 
 __all__ = [
-    'call_jittor', 'BridgedDenseHead', 'BridgedRoIHead', 'JittorModuleWrapper', 'state_dict_to_jittor', 'JITTOR_MODELS',
+    'call_jittor', 'BridgedDenseHead', 'BridgedRoIHead', 'JittorModuleWrapper',
+    'state_dict_to_jittor', 'JITTOR_MODELS',
     'build_jittor_module', 'jittor_type', 'register_jittor_module', 'jittor_to_torch',
     'torch_to_jittor'
 ]

@@ -23,14 +23,12 @@ class Conv2d(jt.nn.Conv2d):
     """A 2-D convolution (see ``jt.nn.Conv2d`` for the arguments)."""
 
     def execute(self, x: jt.Var) -> jt.Var:
-        if not cpu_float32(x, self.weight):
-            return super().execute(x)
         if conv1x1_supported(x, self.weight, self.stride, self.padding, self.dilation,
                              self.groups):
             y = conv1x1(x, self.weight)
-        elif self.bias is None:
-            return super().execute(x)
-        else:
+        elif self.bias is not None and cpu_float32(x, self.weight, self.bias):
             y = jt.nn.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation,
                              self.groups)
+        else:
+            return super().execute(x)
         return y if self.bias is None else add_channel_bias(y, self.bias)

@@ -62,8 +62,7 @@ class JittorFPN(jt.nn.Module):
             Defaults to dict(mode='nearest').
 
     Example:
-        >>> from jt_mm_plugins.ops.relu import relu
-from jt_mm_plugins.runtime import jt
+        >>> from jt_mm_plugins.runtime import jt
         >>> in_channels = [2, 3, 5, 7]
         >>> scales = [340, 170, 84, 43]
         >>> inputs = [jt.rand(1, c, s, s) for c, s in zip(in_channels, scales)]
