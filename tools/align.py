@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     if args.list:
         for pair in ALIGNMENT_PAIRS.values():
             referee = ', float64 referee' if pair.float64_referee else ''
+            referee += ', float64 candidate' if pair.float64_candidate else ''
             print(f'{pair.name:<16} {pair.description}  tolerances={pair.tolerances}{referee}')
         return 0
     names = args.components or list(ALIGNMENT_PAIRS)
@@ -74,7 +75,8 @@ def main(argv=None) -> int:
             rows = compare_modules(candidate, reference, inputs, training=(mode == 'train'),
                                    seed=args.seed, tolerances=pair.tolerances,
                                    float64_referee=pair.float64_referee,
-                                   float64_context=pair.float64_context)
+                                   float64_context=pair.float64_context,
+                                   candidate64=pair.build_candidate64(args.size, args.seed))
             ok = all(r.ok for r in rows)
             print(f'\n== {pair.name} [{mode}, {args.size}] {pair.description} '
                   f'({time.time() - start:.1f}s): {"ALIGNED" if ok else "NOT ALIGNED"}')

@@ -28,6 +28,14 @@ class AlignmentPair:
     # float64_context() (for references with float32-only ops).
     float64_referee: bool = False
     float64_context: Callable[[], ContextManager] = contextlib.nullcontext
+    # The candidate also runs in float64 (a second build, ``.double()``): compared with the float64
+    # reference on every output and gradient (compare.py). Only for candidates whose Jittor ops all
+    # take float64 (the heads' target and loss code is float32).
+    float64_candidate: bool = False
+
+    def build_candidate64(self, size: str = 'small', seed: int = 0):
+        """A float64 copy of the candidate, with the same weights as ``build(size, seed)``'s."""
+        return self.build(size, seed)[0].double() if self.float64_candidate else None
 
 
 ALIGNMENT_PAIRS: Dict[str, AlignmentPair] = {}
@@ -35,12 +43,13 @@ ALIGNMENT_PAIRS: Dict[str, AlignmentPair] = {}
 
 def alignment_pair(name: str, description: str, tolerances: Tolerances = None,
                    float64_referee: bool = False,
-                   float64_context: Callable[[], ContextManager] = contextlib.nullcontext):
+                   float64_context: Callable[[], ContextManager] = contextlib.nullcontext,
+                   float64_candidate: bool = False):
 
     def decorator(build):
         ALIGNMENT_PAIRS[name] = AlignmentPair(name, description, build,
                                               dict(tolerances or DEFAULT_TOLERANCES),
-                                              float64_referee, float64_context)
+                                              float64_referee, float64_context, float64_candidate)
         return build
 
     return decorator
@@ -87,7 +96,8 @@ def _load_identical(candidate: torch.nn.Module, reference: torch.nn.Module, seed
                               strict=True)
 
 
-@alignment_pair('clip_resnet', "CLIPResNet (Jittor) vs open_clip's ModifiedResNet trunk")
+@alignment_pair('clip_resnet', "CLIPResNet (Jittor) vs open_clip's ModifiedResNet trunk",
+                float64_candidate=True)
 def build_clip_resnet(size: str = 'small', seed: int = 0) -> Built:
     from mmdet.registry import MODELS
     torch.manual_seed(seed)
@@ -98,7 +108,8 @@ def build_clip_resnet(size: str = 'small', seed: int = 0) -> Built:
     return candidate, reference, [torch.randn(batch, 3, hw, hw)]
 
 
-@alignment_pair('fpn', "JittorFPN vs mmdet's FPN (add_extra_convs='on_input')")
+@alignment_pair('fpn', "JittorFPN vs mmdet's FPN (add_extra_convs='on_input')",
+                float64_candidate=True)
 def build_fpn(size: str = 'small', seed: int = 0) -> Built:
     from mmdet.registry import MODELS
     torch.manual_seed(seed)
@@ -113,7 +124,7 @@ def build_fpn(size: str = 'small', seed: int = 0) -> Built:
     return candidate, reference, [feats]  # FPN takes one argument: the tuple of levels
 
 
-@alignment_pair('resnet', "JittorResNet vs mmdet's ResNet")
+@alignment_pair('resnet', "JittorResNet vs mmdet's ResNet", float64_candidate=True)
 def build_resnet(size: str = 'small', seed: int = 0) -> Built:
     from mmdet.registry import MODELS
     torch.manual_seed(seed)
