@@ -6,6 +6,7 @@ from mmengine.model import BaseModule
 
 from jt_mm_plugins.runtime import jt
 from .function import call_jittor
+from .mirrors import JittorAttributeView, make_mirror, sync_train_mode
 from .tensors import (JITTOR_TO_TORCH_DTYPE, flatten_structure, jittor_to_torch,
                       torch_to_jittor)
 
@@ -15,24 +16,6 @@ BUFFER_NAMES = ('running_mean', 'running_var', 'num_batches_tracked')
 SCALAR_BUFFER_NAMES = ('num_batches_tracked', )
 
 
-def set_jittor_train_mode(module: 'jt.nn.Module', mode: bool) -> None:
-    """Switch a Jittor module tree to training or evaluation mode with torch's semantics.
-
-    Jittor's ``Module.train()`` flags the whole tree but never calls the children's own ``train()``
-    overrides, so a nested backbone's ``norm_eval``/``frozen_stages`` would be lost. Here, after the
-    flags are set, every override runs deepest first, so a parent's decision wins as in torch. (Jittor's
-    ``eval()`` also stops gradients of every Var; the bridge re-applies torch's ``requires_grad`` before
-    each forward, so that has no effect on bridged training.)
-    """
-    if not mode:
-        module.eval()
-        return
-    jt.nn.Module.train(module)  # the flags only
-    for sub in reversed(module.modules()):  # pre-order reversed: children first, ``module`` last
-        if type(sub).train is not jt.nn.Module.train:
-            sub.train()
-
-
 def _all_finite(tensor: torch.Tensor) -> bool:
     """No NaN or infinity in a tensor (True for non-float and empty ones). One pass: NaN propagates
     into both the minimum and the maximum, and an infinity is one of them."""
@@ -40,10 +23,6 @@ def _all_finite(tensor: torch.Tensor) -> bool:
         return True
     low, high = torch.aminmax(tensor.detach())
     return bool(torch.isfinite(low) & torch.isfinite(high))
-
-
-class _StateContainer(torch.nn.Module):
-    """Holds the torch parameters of one Jittor submodule so dotted names match Jittor's."""
 
 
 class _StateEntry:
@@ -69,13 +48,16 @@ class _StateEntry:
         return (t._version, t.data_ptr(), t.dtype, t.device)
 
 
-class JittorModuleWrapper(BaseModule):
+class JittorModuleWrapper(JittorAttributeView, BaseModule):
     """Bridged Jittor module: PyTorch owns the state, Jittor does the computation.
 
-    Every Jittor Var of the wrapped module is mirrored by a torch parameter (or buffer, for running
-    statistics) under the same dotted name, so ``state_dict()`` keys equal the Jittor module's and an
-    mmengine checkpoint, ``init_cfg=dict(type='Pretrained', ...)``, optimizers, gradient clipping and
-    ``load_from`` all work on the torch side unchanged. ``forward`` pushes parameter values that changed
+    Every Jittor submodule is mirrored by a torch module of its twin's type (``torch.nn.BatchNorm2d``
+    for a Jittor batch norm, see :mod:`.mirrors`) and every Jittor Var by a torch parameter (or
+    buffer, for running statistics) under the same dotted name, so mmengine's optimizer constructor
+    (``paramwise_cfg``), ``init_cfg`` and module walks see the twin's structure, the public data
+    attributes of the Jittor module are readable here (``num_outs``), ``state_dict()`` keys equal the
+    Jittor module's and an mmengine checkpoint, ``init_cfg=dict(type='Pretrained', ...)``,
+    optimizers, gradient clipping and ``load_from`` all work on the torch side unchanged. ``forward`` pushes parameter values that changed
     since the last step to Jittor, runs the Jittor module as one autograd node (see
     :func:`call_jittor`), and after a training forward copies updated running statistics back.
 
@@ -114,6 +96,9 @@ class JittorModuleWrapper(BaseModule):
         self.jittor_module = module  # not a torch Module: a plain attribute
         self._state_entries: List[_StateEntry] = []
         owners = dict(module.named_modules())
+        for name, sub in owners.items():  # pre-order: a parent's mirror exists before its children's
+            if name:
+                self._container_for(name).add_module(name.rpartition('.')[2], make_mirror(sub))
         for name, var in module.named_parameters():
             leaf = name.rsplit('.', 1)[-1]
             is_buffer = leaf in BUFFER_NAMES
@@ -137,11 +122,13 @@ class JittorModuleWrapper(BaseModule):
             self._state_entries.append(entry)
         self.train(module.is_training())
 
+    def jittor_target(self) -> Optional['jt.nn.Module']:
+        return self.__dict__.get('jittor_module')
+
     def _container_for(self, name: str) -> torch.nn.Module:
+        """The torch module holding the tensor (or submodule) with the dotted ``name``."""
         parent: torch.nn.Module = self
         for part in name.split('.')[:-1]:
-            if part not in parent._modules:
-                parent.add_module(part, _StateContainer())
             parent = parent._modules[part]
         return parent
 
@@ -181,7 +168,7 @@ class JittorModuleWrapper(BaseModule):
         super().train(mode)
         module = self.__dict__.get('jittor_module')
         if module is not None:
-            set_jittor_train_mode(module, mode)
+            sync_train_mode(self, module, mode)
         return self
 
     def run_jittor(self, fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -15,8 +15,10 @@ import inspect
 import math
 from typing import Dict
 
+import torch
 from mmengine.registry import Registry
 
+from jt_mm_plugins.bridge.mirrors import register_torch_mirror
 from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.runtime import jt
 
@@ -37,6 +39,7 @@ class _InplaceActivation(jt.nn.Module):
 
 
 @ACTIVATION_LAYERS.register_module()
+@register_torch_mirror(torch.nn.ReLU)
 class ReLU(_InplaceActivation):
     """``max(0, x)``, as ``torch.nn.ReLU``.
 
@@ -49,6 +52,7 @@ class ReLU(_InplaceActivation):
 
 
 @ACTIVATION_LAYERS.register_module()
+@register_torch_mirror(torch.nn.LeakyReLU)
 class LeakyReLU(_InplaceActivation):
     """``x`` for ``x > 0`` else ``negative_slope * x``, as ``torch.nn.LeakyReLU``.
 
@@ -66,6 +70,7 @@ class LeakyReLU(_InplaceActivation):
 
 
 @ACTIVATION_LAYERS.register_module()
+@register_torch_mirror(torch.nn.ReLU6)
 class ReLU6(_InplaceActivation):
     """``min(max(0, x), 6)``, as ``torch.nn.ReLU6``.
 
@@ -78,6 +83,7 @@ class ReLU6(_InplaceActivation):
 
 
 @ACTIVATION_LAYERS.register_module()
+@register_torch_mirror(torch.nn.ELU)
 class ELU(_InplaceActivation):
     """``x`` for ``x > 0`` else ``alpha * (exp(x) - 1)``, as ``torch.nn.ELU``.
 
@@ -95,6 +101,7 @@ class ELU(_InplaceActivation):
 
 
 @ACTIVATION_LAYERS.register_module()
+@register_torch_mirror(torch.nn.PReLU)
 class PReLU(jt.nn.Module):
     """Leaky ReLU with a learnt slope, as ``torch.nn.PReLU`` (parameter ``weight``).
 
@@ -121,6 +128,7 @@ class PReLU(jt.nn.Module):
 
 
 @ACTIVATION_LAYERS.register_module()
+@register_torch_mirror(torch.nn.Sigmoid)
 class Sigmoid(jt.nn.Module):
     """``1 / (1 + exp(-x))``, as ``torch.nn.Sigmoid``."""
 
@@ -129,6 +137,7 @@ class Sigmoid(jt.nn.Module):
 
 
 @ACTIVATION_LAYERS.register_module()
+@register_torch_mirror(torch.nn.Tanh)
 class Tanh(jt.nn.Module):
     """``tanh(x)``, as ``torch.nn.Tanh``."""
 
@@ -137,6 +146,7 @@ class Tanh(jt.nn.Module):
 
 
 @ACTIVATION_LAYERS.register_module()
+@register_torch_mirror(torch.nn.SiLU)
 class SiLU(_InplaceActivation):
     """``x * sigmoid(x)``, as ``torch.nn.SiLU``.
 
@@ -157,6 +167,7 @@ class Swish(jt.nn.Module):
 
 
 @ACTIVATION_LAYERS.register_module()
+@register_torch_mirror(torch.nn.GELU)
 class GELU(jt.nn.Module):
     """Gaussian Error Linear Unit, as ``torch.nn.GELU``.
 
@@ -205,6 +216,7 @@ class HSigmoid(jt.nn.Module):
 
 
 @ACTIVATION_LAYERS.register_module()
+@register_torch_mirror(torch.nn.Hardswish)
 class HSwish(_InplaceActivation):
     """Hard swish ``x * relu6(x + 3) / 6``, as ``torch.nn.Hardswish`` (mmcv's ``HSwish``).
 

@@ -1,10 +1,15 @@
 """A BatchNorm for Jittor with exactly torch.nn.BatchNorm2d's semantics."""
 from typing import Optional
 
+import torch
+
+from jt_mm_plugins.bridge.mirrors import register_torch_mirror
+
 from jt_mm_plugins.ops.batch_norm import batch_norm_train, batch_norm_train_supported
 from jt_mm_plugins.runtime import jt
 
 
+@register_torch_mirror(torch.nn.BatchNorm2d)  # mmengine: a norm layer (norm_decay_mult, norm_eval)
 class BatchNorm2d(jt.nn.Module):
     """Batch normalisation (`Ioffe & Szegedy, 2015 <https://arxiv.org/abs/1502.03167>`_) that behaves
     like ``torch.nn.BatchNorm2d``.

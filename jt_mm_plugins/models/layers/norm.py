@@ -14,7 +14,10 @@ import inspect
 import warnings
 from typing import Dict, Tuple, Union
 
+import torch
 from mmengine.registry import Registry
+
+from jt_mm_plugins.bridge.mirrors import register_torch_mirror
 
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d, SyncBatchNorm
 from jt_mm_plugins.runtime import jt
@@ -25,6 +28,7 @@ NORM_LAYERS.register_module('BN2d', module=BatchNorm2d)
 
 
 @NORM_LAYERS.register_module('GN')
+@register_torch_mirror(torch.nn.GroupNorm)
 class GroupNorm(jt.nn.Module):
     """Group normalisation (`Group Normalization <https://arxiv.org/abs/1803.08494>`_) with the
     semantics and parameter names of ``torch.nn.GroupNorm``.
