@@ -143,6 +143,13 @@ def call_jittor(fn: Callable, args: Tuple = (), kwargs: Optional[dict] = None,
     Returns:
         ``fn``'s result with every Var replaced by a torch tensor on the inputs' device.
     """
+    if torch.jit.is_tracing():
+        # A traced graph would hold one opaque node: FLOP counters would count nothing for it.
+        raise RuntimeError(
+            f'{getattr(fn, "__qualname__", type(fn).__name__)} runs in Jittor, which torch.jit '
+            f'cannot trace: torch.jit.trace, ONNX export and mmengine\'s FLOP analysis '
+            f'(get_model_complexity_info) see PyTorch operations only. Parameter counts work '
+            f'(mmengine.analysis.parameter_count).')
     kwargs = kwargs or {}
     tensors = flatten_structure((args, kwargs), _is_tensor)
     call = _JittorCall(fn, args, kwargs, [v for v, _ in params])

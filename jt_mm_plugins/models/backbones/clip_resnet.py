@@ -7,6 +7,7 @@ from jt_mm_plugins.models.layers.activation import ReLU
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d
 from jt_mm_plugins.models.layers.conv2d import Conv2d
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 
 nn = jt.nn
 
@@ -116,17 +117,17 @@ class CLIPResNet(nn.Module):
     def _check_args(layers: Sequence[int], width: int, out_indices: Sequence[int],
                     frozen_stages: int) -> None:
         if len(layers) != NUM_STAGES or any(int(n) < 1 for n in layers):
-            raise ValueError(f'CLIPResNet: layers must hold {NUM_STAGES} positive block counts '
+            raise InputError(f'CLIPResNet: layers must hold {NUM_STAGES} positive block counts '
                              f'(e.g. [3, 4, 6, 3]), got {list(layers)}')
         if width < 2 or width % 2:
-            raise ValueError(f'CLIPResNet: width must be an even number >= 2, got {width}')
+            raise InputError(f'CLIPResNet: width must be an even number >= 2, got {width}')
         if len(out_indices) == 0 or len(set(out_indices)) != len(out_indices) or any(
                 not 0 <= int(i) < NUM_STAGES for i in out_indices):
-            raise ValueError(f'CLIPResNet: out_indices must be distinct stage indices in '
+            raise InputError(f'CLIPResNet: out_indices must be distinct stage indices in '
                              f'0..{NUM_STAGES - 1} (C2..C5), got {tuple(out_indices)}')
         num_built = max(int(i) for i in out_indices) + 1
         if not -1 <= frozen_stages <= num_built:
-            raise ValueError(f'CLIPResNet: frozen_stages must be in -1..{num_built} (stages built '
+            raise InputError(f'CLIPResNet: frozen_stages must be in -1..{num_built} (stages built '
                              f'for out_indices={tuple(out_indices)}), got {frozen_stages}')
 
     def _init_stem(self, width: int) -> None:
@@ -195,7 +196,7 @@ class CLIPResNet(nn.Module):
 
     def execute(self, x: jt.Var) -> Tuple[jt.Var, ...]:
         if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f'CLIPResNet expects (N, 3, H, W) images, got shape {tuple(x.shape)}')
+            raise InputError(f'CLIPResNet expects (N, 3, H, W) images, got shape {tuple(x.shape)}')
         if self.is_training():
             # A Jittor parent's train() sets every descendant's flag without calling our train().
             self._apply_norm_modes()

@@ -4,6 +4,7 @@ from typing import Sequence, Tuple
 import torch
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
+from jt_mm_plugins.utils.errors import InputError
 
 STAGES = ('layer1', 'layer2', 'layer3', 'layer4')
 
@@ -28,9 +29,9 @@ class OpenCLIPResNet(BaseModule):
         super().__init__(init_cfg=init_cfg)
         from open_clip.modified_resnet import ModifiedResNet
         if len(layers) != 4:
-            raise ValueError(f'OpenCLIPResNet: layers must have 4 entries, got {list(layers)}')
+            raise InputError(f'OpenCLIPResNet: layers must have 4 entries, got {list(layers)}')
         if not out_indices or any(i not in range(4) for i in out_indices):
-            raise ValueError(f'OpenCLIPResNet: out_indices must be within 0..3, got {out_indices}')
+            raise InputError(f'OpenCLIPResNet: out_indices must be within 0..3, got {out_indices}')
         net = ModifiedResNet(layers=list(layers), output_dim=width * 8, heads=max(width // 8, 1),
                              image_size=224, width=width)
         self.out_indices = tuple(out_indices)

@@ -14,6 +14,7 @@ from jt_mm_plugins.models.layers.conv2d import Conv2d
 from jt_mm_plugins.models.layers.norm import GroupNorm, build_norm_layer
 from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 
 nn = jt.nn
 init = jt.init
@@ -128,7 +129,7 @@ class Bottleneck(_ResBlock):
                  norm_cfg: dict = dict(type='BN')) -> None:
         super().__init__()
         if style not in ('pytorch', 'caffe'):
-            raise ValueError(f"Bottleneck: style must be 'pytorch' or 'caffe', got {style!r}")
+            raise InputError(f"Bottleneck: style must be 'pytorch' or 'caffe', got {style!r}")
         self.inplanes = inplanes
         self.planes = planes
         self.stride = stride
@@ -302,21 +303,21 @@ class JittorResNet(jt.Module):
             raise KeyError(f'JittorResNet: invalid depth {depth}; choose from '
                            f'{sorted(cls.arch_settings)}')
         if pretrained is not None:
-            raise ValueError(
+            raise InputError(
                 f'JittorResNet: pretrained={pretrained!r} is not supported (it would download or '
                 'load weights implicitly). Use init_cfg=dict(type="Pretrained", checkpoint=PATH) '
                 'or load_from instead.')
         if not 1 <= num_stages <= 4:
-            raise ValueError(f'JittorResNet: num_stages must be in [1, 4], got {num_stages}')
+            raise InputError(f'JittorResNet: num_stages must be in [1, 4], got {num_stages}')
         if not len(strides) == len(dilations) == num_stages:
-            raise ValueError(
+            raise InputError(
                 f'JittorResNet: strides {tuple(strides)} and dilations {tuple(dilations)} must '
                 f'both have num_stages={num_stages} entries')
         if len(out_indices) == 0 or max(out_indices) >= num_stages or min(out_indices) < 0:
-            raise ValueError(f'JittorResNet: out_indices {tuple(out_indices)} must be non-empty '
+            raise InputError(f'JittorResNet: out_indices {tuple(out_indices)} must be non-empty '
                              f'and within [0, {num_stages - 1}] (num_stages={num_stages})')
         if style not in ('pytorch', 'caffe'):
-            raise ValueError(f"JittorResNet: style must be 'pytorch' or 'caffe', got {style!r}")
+            raise InputError(f"JittorResNet: style must be 'pytorch' or 'caffe', got {style!r}")
         if deep_stem:
             raise NotImplementedError('JittorResNet: deep_stem=True (ResNetV1c/V1d stem) is not '
                                       'implemented; use deep_stem=False.')

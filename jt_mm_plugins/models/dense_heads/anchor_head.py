@@ -18,6 +18,7 @@ import numpy as np
 
 from jt_mm_plugins.models.task_modules import build_jittor_loss, build_jittor_task_module
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 
 # Keys of an anchor head's ``train_cfg`` (mmdet reads ``assigner``, ``sampler``, ``allowed_border``
 # and ``pos_weight``; ``debug`` is carried by mmdet's configs and unused).
@@ -152,7 +153,7 @@ class JittorAnchorHead(jt.nn.Module):
         self.use_sigmoid_cls = loss_cls.get('use_sigmoid', False)
         self.cls_out_channels = num_classes if self.use_sigmoid_cls else num_classes + 1
         if self.cls_out_channels <= 0:
-            raise ValueError(f'{type(self).__name__}: num_classes={num_classes} is too small')
+            raise InputError(f'{type(self).__name__}: num_classes={num_classes} is too small')
         self.reg_decoded_bbox = reg_decoded_bbox
 
         self.bbox_coder = build_jittor_task_module(bbox_coder)
@@ -197,7 +198,7 @@ class JittorAnchorHead(jt.nn.Module):
         self.sampler = build_jittor_task_module(sampler_cfg, default_args=dict(context=self))
         if getattr(self.sampler, 'add_gt_as_proposals', False):
             # mmdet would index the per-anchor targets with indices shifted by the prepended gts.
-            raise ValueError(f'{type(self).__name__}: the sampler {sampler_cfg!r} adds gt boxes as '
+            raise InputError(f'{type(self).__name__}: the sampler {sampler_cfg!r} adds gt boxes as '
                              'proposals, which anchor heads cannot use (targets are per anchor); '
                              'set add_gt_as_proposals=False')
 
@@ -360,7 +361,7 @@ class JittorAnchorHead(jt.nn.Module):
                                            self.train_cfg['allowed_border'])
         inside_inds = np.nonzero(inside_flags.numpy())[0]
         if len(inside_inds) == 0:
-            raise ValueError('There is no valid anchor inside the image boundary. Please check the '
+            raise InputError('There is no valid anchor inside the image boundary. Please check the '
                              'image size and anchor sizes, or set ``allowed_border`` to -1 to skip '
                              'the condition.')
         anchors = flat_anchors[jt.array(inside_inds.astype(np.int32))]
@@ -435,11 +436,11 @@ class JittorAnchorHead(jt.nn.Module):
             ``avg_factor`` (sum over images of the sampling results' ``avg_factor``).
         """
         if not self.train_cfg:
-            raise ValueError(f'{type(self).__name__}: computing targets needs a train_cfg '
+            raise InputError(f'{type(self).__name__}: computing targets needs a train_cfg '
                              '(assigner, sampler, allowed_border, pos_weight)')
         num_imgs = len(batch_img_metas)
         if not len(anchor_list) == len(valid_flag_list) == len(batch_gt_instances) == num_imgs:
-            raise ValueError(f'{type(self).__name__}: {len(anchor_list)} anchor lists, '
+            raise InputError(f'{type(self).__name__}: {len(anchor_list)} anchor lists, '
                              f'{len(valid_flag_list)} valid-flag lists, {len(batch_gt_instances)} '
                              f'gt instances and {num_imgs} image metas: one each per image')
         if batch_gt_instances_ignore is None:
@@ -527,7 +528,7 @@ class JittorAnchorHead(jt.nn.Module):
         """
         featmap_sizes = [tuple(int(s) for s in featmap.shape[-2:]) for featmap in cls_scores]
         if len(featmap_sizes) != self.prior_generator.num_levels:
-            raise ValueError(f'{type(self).__name__}: {len(featmap_sizes)} feature levels, but the '
+            raise InputError(f'{type(self).__name__}: {len(featmap_sizes)} feature levels, but the '
                              f'anchor generator has {self.prior_generator.num_levels}')
         anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, batch_img_metas)
         (labels_list, label_weights_list, bbox_targets_list, bbox_weights_list,
@@ -581,12 +582,12 @@ class JittorAnchorHead(jt.nn.Module):
             list[dict]: Per image ``{'bboxes', 'scores', 'labels'}``.
         """
         if len(cls_scores) != len(bbox_preds):
-            raise ValueError(f'{type(self).__name__}: {len(cls_scores)} cls_scores levels but '
+            raise InputError(f'{type(self).__name__}: {len(cls_scores)} cls_scores levels but '
                              f'{len(bbox_preds)} bbox_preds levels')
         if score_factors is not None:
             raise NotImplementedError(f'{type(self).__name__}: score_factors are not supported')
         if batch_img_metas is None:
-            raise ValueError(f'{type(self).__name__}.predict_by_feat needs batch_img_metas')
+            raise InputError(f'{type(self).__name__}.predict_by_feat needs batch_img_metas')
         num_levels = len(cls_scores)
         featmap_sizes = [tuple(int(s) for s in cls_scores[i].shape[-2:]) for i in range(num_levels)]
         mlvl_priors = self.prior_generator.grid_priors(

@@ -10,6 +10,7 @@ from jt_mm_plugins.ops import batched_nms
 from jt_mm_plugins.ops.nms import descending_order
 from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 from .anchor_head import JittorAnchorHead
 
 # Keys of an RPN post-processing config (mmdet's ``test_cfg.rpn`` / ``train_cfg.rpn_proposal``).
@@ -71,10 +72,10 @@ class JittorRPNHead(JittorAnchorHead):
                  num_convs: int = 1,
                  **kwargs) -> None:
         if num_classes != 1:
-            raise ValueError(f'JittorRPNHead: num_classes must be 1 (object vs background), got '
+            raise InputError(f'JittorRPNHead: num_classes must be 1 (object vs background), got '
                              f'{num_classes}')
         if not isinstance(num_convs, int) or num_convs < 1:
-            raise ValueError(f'JittorRPNHead: num_convs must be an int >= 1, got {num_convs!r}')
+            raise InputError(f'JittorRPNHead: num_convs must be an int >= 1, got {num_convs!r}')
         self.num_convs = num_convs
         super().__init__(num_classes=num_classes, in_channels=in_channels, **kwargs)
         if self.test_cfg is not None:
@@ -178,7 +179,7 @@ class JittorRPNHead(JittorAnchorHead):
         """
         cfg = self.test_cfg if cfg is None else cfg
         if cfg is None:
-            raise ValueError('JittorRPNHead: predicting proposals needs a test_cfg (or a '
+            raise InputError('JittorRPNHead: predicting proposals needs a test_cfg (or a '
                              'proposal_cfg), e.g. dict(nms_pre=1000, max_per_img=1000, '
                              "nms=dict(type='nms', iou_threshold=0.7), min_bbox_size=0)")
         cfg = dict(self._check_proposal_cfg(cfg, 'proposal cfg'))
@@ -189,7 +190,7 @@ class JittorRPNHead(JittorAnchorHead):
         for level_idx, (cls_score, bbox_pred, priors) in enumerate(
                 zip(cls_score_list, bbox_pred_list, mlvl_priors)):
             if tuple(cls_score.shape[-2:]) != tuple(bbox_pred.shape[-2:]):
-                raise ValueError(f'JittorRPNHead: level {level_idx} cls_score {cls_score.shape} '
+                raise InputError(f'JittorRPNHead: level {level_idx} cls_score {cls_score.shape} '
                                  f'and bbox_pred {bbox_pred.shape} differ in size')
             bbox_pred = bbox_pred.permute(1, 2, 0).reshape(-1, reg_dim)
             cls_score = cls_score.permute(1, 2, 0).reshape(-1, self.cls_out_channels)
@@ -241,7 +242,7 @@ class JittorRPNHead(JittorAnchorHead):
             dict: ``bboxes``, ``scores`` and ``labels`` (int64 zeros).
         """
         if not with_nms:
-            raise ValueError('JittorRPNHead: `with_nms` must be True')
+            raise InputError('JittorRPNHead: `with_nms` must be True')
         bboxes, scores, level_ids = results['bboxes'], results['scores'], results['level_ids']
         if rescale:
             if img_meta is None or img_meta.get('scale_factor') is None:
@@ -276,6 +277,6 @@ class JittorRPNHead(JittorAnchorHead):
         """``[1/sw, 1/sh, 1/sw, 1/sh]`` in float32, as mmdet's ``scale_boxes`` multiplies."""
         factors = [1 / s for s in scale_factor]
         if len(factors) != 2:
-            raise ValueError(f'JittorRPNHead: scale_factor must be (w_scale, h_scale), got '
+            raise InputError(f'JittorRPNHead: scale_factor must be (w_scale, h_scale), got '
                              f'{scale_factor!r}')
         return jt.array(np.array(factors * 2, dtype=np.float32))

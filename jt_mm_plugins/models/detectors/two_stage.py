@@ -12,6 +12,7 @@ from jt_mm_plugins.bridge import JITTOR_MODELS, JittorModuleWrapper, build_jitto
 from jt_mm_plugins.bridge.data_samples import (instances_from_results, losses_for_mmdet,
                                                unpack_data_samples)
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 
 
 @JITTOR_MODELS.register_module()
@@ -36,7 +37,7 @@ class JittorTwoStageCore(jt.nn.Module):
         rpn_head.update(train_cfg=train_cfg['rpn'] if train_cfg is not None else None,
                         test_cfg=test_cfg['rpn'])
         if rpn_head.get('num_classes', 1) != 1:
-            raise ValueError('the RPN head is class-agnostic: its num_classes must be 1, got '
+            raise InputError('the RPN head is class-agnostic: its num_classes must be 1, got '
                              f'{rpn_head["num_classes"]}')
         rpn_head['num_classes'] = 1
         self.rpn_head = build_jittor_module(rpn_head)
@@ -116,7 +117,7 @@ class JittorTwoStageDetector(JittorModuleWrapper, BaseDetector):
                     continue
                 checkpoint = str(cfg.get('checkpoint', ''))
                 if '://' in checkpoint:
-                    raise ValueError(
+                    raise InputError(
                         f'{type(self).__name__}: {name}.init_cfg.checkpoint={checkpoint!r} would be '
                         'downloaded; jt_mm_plugins never downloads. Fetch the file yourself and set '
                         f'{name}.init_cfg.checkpoint to its local path (or init_cfg=None).')

@@ -21,6 +21,7 @@ from mmengine.registry import Registry
 from jt_mm_plugins.bridge.mirrors import register_torch_mirror
 from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 
 ACTIVATION_LAYERS = Registry('jittor activation layer', scope='jt_mm_plugins')
 
@@ -121,7 +122,7 @@ class PReLU(jt.nn.Module):
             slope = self.weight.reshape([1] * x.ndim)
         else:
             if x.ndim < 2 or x.shape[1] != self.num_parameters:
-                raise ValueError(f'PReLU with num_parameters={self.num_parameters} expects '
+                raise InputError(f'PReLU with num_parameters={self.num_parameters} expects '
                                  f'(N, {self.num_parameters}, ...) input, got {tuple(x.shape)}')
             slope = self.weight.reshape([1, -1] + [1] * (x.ndim - 2))
         return jt.ternary(x > 0, x, x * slope)
@@ -179,7 +180,7 @@ class GELU(jt.nn.Module):
     def __init__(self, approximate: str = 'none') -> None:
         super().__init__()
         if approximate not in ('none', 'tanh'):
-            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+            raise InputError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
 
     def execute(self, x: jt.Var) -> jt.Var:
@@ -204,7 +205,7 @@ class HSigmoid(jt.nn.Module):
                  max_value: float = 1.0) -> None:
         super().__init__()
         if divisor == 0:
-            raise ValueError('HSigmoid: divisor must not be 0')
+            raise InputError('HSigmoid: divisor must not be 0')
         self.bias = bias
         self.divisor = divisor
         self.min_value = min_value

@@ -7,6 +7,7 @@ from jt_mm_plugins.bridge.mirrors import register_torch_mirror
 
 from jt_mm_plugins.ops.batch_norm import batch_norm_train, batch_norm_train_supported
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 
 
 @register_torch_mirror(torch.nn.BatchNorm2d)  # mmengine: a norm layer (norm_decay_mult, norm_eval)
@@ -48,7 +49,7 @@ class BatchNorm2d(jt.nn.Module):
 
     def execute(self, x: jt.Var) -> jt.Var:
         if x.ndim < 2 or x.shape[1] != self.num_features:
-            raise ValueError(f'BatchNorm2d expects (N, {self.num_features}, ...) input, got shape '
+            raise InputError(f'BatchNorm2d expects (N, {self.num_features}, ...) input, got shape '
                              f'{tuple(x.shape)}')
         reduce_dims = [0] + list(range(2, x.ndim))
         use_batch_stats = self.is_training() or not self.track_running_stats

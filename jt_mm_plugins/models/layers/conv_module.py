@@ -15,6 +15,7 @@ from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d
 from jt_mm_plugins.models.layers.conv2d import Conv2d
 from jt_mm_plugins.models.layers.norm import build_norm_layer
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 
 IntPair = Union[int, Tuple[int, int]]
 
@@ -26,7 +27,7 @@ _SUPPORTED_CONVS = ('Conv', 'Conv2d')
 def _as_pair(value: IntPair, name: str, minimum: int) -> Tuple[int, int]:
     pair = tuple(value) if isinstance(value, (list, tuple)) else (value, value)
     if len(pair) != 2 or not all(isinstance(v, int) and v >= minimum for v in pair):
-        raise ValueError(f'ConvModule: {name} must be an int >= {minimum} or a pair of them, '
+        raise InputError(f'ConvModule: {name} must be an int >= {minimum} or a pair of them, '
                          f'got {value!r}')
     return pair
 
@@ -120,16 +121,16 @@ class ConvModule(jt.nn.Module):
                 f"ConvModule (Jittor): padding_mode={padding_mode!r} is not supported; use 'zeros'")
         if (not isinstance(order, (tuple, list)) or len(order) != 3
                 or set(order) != {'conv', 'norm', 'act'}):
-            raise ValueError('ConvModule: order must be a permutation of ("conv", "norm", "act"), '
+            raise InputError('ConvModule: order must be a permutation of ("conv", "norm", "act"), '
                              f'got {order!r}')
         if not (bias == 'auto' or isinstance(bias, bool)):
-            raise ValueError(f"ConvModule: bias must be 'auto', True or False, got {bias!r}")
+            raise InputError(f"ConvModule: bias must be 'auto', True or False, got {bias!r}")
 
     def _init_conv(self, in_channels: int, out_channels: int, kernel_size: IntPair,
                    stride: IntPair, padding: IntPair, dilation: IntPair, groups: int) -> None:
         if not (isinstance(groups, int) and groups >= 1 and in_channels % groups == 0
                 and out_channels % groups == 0):
-            raise ValueError(f'ConvModule: in_channels ({in_channels}) and out_channels '
+            raise InputError(f'ConvModule: in_channels ({in_channels}) and out_channels '
                              f'({out_channels}) must be divisible by groups ({groups})')
         self.conv = Conv2d(
             in_channels,
@@ -203,7 +204,7 @@ class ConvModule(jt.nn.Module):
         for layer in self.order:
             if layer == 'conv':
                 if x.ndim != 4 or x.shape[1] != self.in_channels:
-                    raise ValueError(f'ConvModule expects (N, {self.in_channels}, H, W) input, got '
+                    raise InputError(f'ConvModule expects (N, {self.in_channels}, H, W) input, got '
                                      f'shape {tuple(x.shape)}')
                 x = self.conv(x)
             elif layer == 'norm' and norm and self.with_norm:

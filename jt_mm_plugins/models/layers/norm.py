@@ -21,6 +21,7 @@ from jt_mm_plugins.bridge.mirrors import register_torch_mirror
 
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d, SyncBatchNorm
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 
 NORM_LAYERS = Registry('jittor norm layer', scope='jt_mm_plugins')
 NORM_LAYERS.register_module('BN', module=BatchNorm2d)
@@ -53,7 +54,7 @@ class GroupNorm(jt.nn.Module):
                  affine: bool = True) -> None:
         super().__init__()
         if num_groups <= 0 or num_channels % num_groups != 0:
-            raise ValueError(f'GroupNorm: num_channels ({num_channels}) must be a positive multiple of '
+            raise InputError(f'GroupNorm: num_channels ({num_channels}) must be a positive multiple of '
                              f'num_groups ({num_groups})')
         self.num_groups = num_groups
         self.num_channels = num_channels
@@ -65,7 +66,7 @@ class GroupNorm(jt.nn.Module):
 
     def execute(self, x: jt.Var) -> jt.Var:
         if x.ndim < 2 or x.shape[1] != self.num_channels:
-            raise ValueError(f'GroupNorm expects (N, {self.num_channels}, ...) input, got shape '
+            raise InputError(f'GroupNorm expects (N, {self.num_channels}, ...) input, got shape '
                              f'{tuple(x.shape)}')
         grouped = x.reshape((x.shape[0], self.num_groups, -1))
         # Two-pass mean: the second pass removes the rounding error of a plain float32 sum, which

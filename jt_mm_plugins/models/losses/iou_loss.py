@@ -4,6 +4,7 @@ from typing import Optional, Union
 
 from jt_mm_plugins.ops.bbox_overlaps import bbox_overlaps
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 from ..task_modules.registry import JITTOR_LOSSES
 from .utils import WeightedLoss, weighted_loss
 
@@ -35,7 +36,7 @@ def iou_loss(pred: jt.Var,
         jt.Var: Loss per pair, shape (n,).
     """
     if mode not in IOU_LOSS_MODES:
-        raise ValueError(f'iou_loss: mode must be one of {IOU_LOSS_MODES}, got {mode!r}')
+        raise InputError(f'iou_loss: mode must be one of {IOU_LOSS_MODES}, got {mode!r}')
     if linear:
         mode = 'linear'
         warnings.warn('DeprecationWarning: Setting "linear=True" in iou_loss is deprecated, '
@@ -68,7 +69,7 @@ def _reduce_weight_to_boxes(weight: Optional[jt.Var], pred: jt.Var, owner: str) 
     if weight is None or weight.ndim <= 1:
         return weight
     if tuple(weight.shape) != tuple(pred.shape):
-        raise ValueError(f'{owner}: weight {tuple(weight.shape)} must be (n,) or shaped like pred '
+        raise InputError(f'{owner}: weight {tuple(weight.shape)} must be (n,) or shaped like pred '
                          f'{tuple(pred.shape)}')
     return weight.mean(-1)
 
@@ -96,7 +97,7 @@ class IoULoss(WeightedLoss):
                  loss_weight: float = 1.0,
                  mode: str = 'log') -> None:
         if mode not in IOU_LOSS_MODES:
-            raise ValueError(f'IoULoss: mode must be one of {IOU_LOSS_MODES}, got {mode!r}')
+            raise InputError(f'IoULoss: mode must be one of {IOU_LOSS_MODES}, got {mode!r}')
         super().__init__(reduction, loss_weight)
         if linear:
             mode = 'linear'

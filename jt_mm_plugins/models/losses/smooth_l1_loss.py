@@ -3,13 +3,14 @@
 from typing import Optional, Union
 
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 from ..task_modules.registry import JITTOR_LOSSES
 from .utils import WeightedLoss, weighted_loss
 
 
 def _check_shapes(pred: jt.Var, target: jt.Var, owner: str) -> None:
     if tuple(pred.shape) != tuple(target.shape):
-        raise ValueError(f'{owner}: pred {tuple(pred.shape)} and target {tuple(target.shape)} '
+        raise InputError(f'{owner}: pred {tuple(pred.shape)} and target {tuple(target.shape)} '
                          'must have the same shape')
 
 
@@ -26,7 +27,7 @@ def smooth_l1_loss(pred: jt.Var, target: jt.Var, beta: float = 1.0) -> jt.Var:
         jt.Var: Element-wise loss.
     """
     if beta <= 0:
-        raise ValueError(f'smooth_l1_loss: beta must be > 0, got {beta}')
+        raise InputError(f'smooth_l1_loss: beta must be > 0, got {beta}')
     if target.numel() == 0:
         return pred.sum() * 0
     _check_shapes(pred, target, 'smooth_l1_loss')

@@ -5,6 +5,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 
 REDUCTIONS = ('none', 'mean', 'sum')
 # torch.finfo(torch.float32).eps, added to avg_factor as mmdet does
@@ -14,7 +15,7 @@ FLOAT32_EPS = float(np.finfo(np.float32).eps)
 def check_reduction(reduction: Optional[str], owner: str) -> None:
     """Raise a clear error for a reduction other than 'none', 'mean', 'sum' (or None)."""
     if reduction is not None and reduction not in REDUCTIONS:
-        raise ValueError(f'{owner}: reduction must be one of {REDUCTIONS}, got {reduction!r}')
+        raise InputError(f'{owner}: reduction must be one of {REDUCTIONS}, got {reduction!r}')
 
 
 def reduce_loss(loss: jt.Var, reduction: str) -> jt.Var:
@@ -60,7 +61,7 @@ def weight_reduce_loss(loss: jt.Var,
     if reduction == 'mean':
         return loss.sum() / (avg_factor + FLOAT32_EPS)
     if reduction != 'none':
-        raise ValueError('avg_factor can not be used with reduction="sum"')
+        raise InputError('avg_factor can not be used with reduction="sum"')
     return loss
 
 
@@ -104,11 +105,11 @@ def expand_weight_like(weight: Optional[jt.Var], loss: jt.Var) -> Optional[jt.Va
         weight = weight.reshape(-1, 1)
     else:
         if weight.numel() != loss.numel():
-            raise ValueError(f'loss weight of shape {tuple(weight.shape)} does not fit a loss of '
+            raise InputError(f'loss weight of shape {tuple(weight.shape)} does not fit a loss of '
                              f'shape {tuple(loss.shape)}')
         weight = weight.reshape(loss.shape[0], -1)
     if weight.ndim != loss.ndim:
-        raise ValueError(f'loss weight of shape {tuple(weight.shape)} does not fit a loss of shape '
+        raise InputError(f'loss weight of shape {tuple(weight.shape)} does not fit a loss of shape '
                          f'{tuple(loss.shape)}')
     return weight
 

@@ -8,6 +8,7 @@ from jt_mm_plugins.models.layers.conv_module import ConvModule
 from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.ops.upsample_add import upsample_x2_add, upsample_x2_add_supported
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 
 _EXTRA_CONV_SOURCES = ('on_input', 'on_lateral', 'on_output')
 _UPSAMPLE_MODES = ('nearest', 'nearest-exact', 'bilinear')
@@ -23,7 +24,8 @@ class JittorFPN(jt.nn.Module):
     same constructor arguments and the same parameter names (``lateral_convs.0.conv.weight``,
     ``fpn_convs.3.conv.weight``, ``fpn_convs.0.bn.running_mean`` ...), so an mmdet FPN state dict
     loads strictly into the bridged ``JittorFPN`` that mmdet's ``MODELS`` builds. Invalid arguments
-    raise ``ValueError`` where mmdet asserts.
+    raise :class:`~jt_mm_plugins.utils.errors.InputError` (a ``ValueError`` and an ``AssertionError``,
+    which mmdet's FPN raises) naming the argument.
 
     Upsampling reproduces ``torch.nn.functional.interpolate`` (CPU kernel) index for index for
     ``nearest`` and ``nearest-exact``, and weight for weight for ``bilinear``: Jittor's own
@@ -87,7 +89,7 @@ class JittorFPN(jt.nn.Module):
                  upsample_cfg: Dict = dict(mode='nearest')) -> None:
         super().__init__()
         if not isinstance(in_channels, (list, tuple)) or not in_channels:
-            raise ValueError(f'JittorFPN: in_channels must be a non-empty list of ints, got '
+            raise InputError(f'JittorFPN: in_channels must be a non-empty list of ints, got '
                              f'{in_channels!r}')
         self.in_channels = list(in_channels)
         self.out_channels = out_channels
@@ -109,21 +111,21 @@ class JittorFPN(jt.nn.Module):
         if end_level == -1 or end_level == self.num_ins - 1:
             backbone_end_level = self.num_ins
             if num_outs < self.num_ins - start_level:
-                raise ValueError(f'JittorFPN: num_outs ({num_outs}) must be >= len(in_channels) - '
+                raise InputError(f'JittorFPN: num_outs ({num_outs}) must be >= len(in_channels) - '
                                  f'start_level ({self.num_ins} - {start_level}) when end_level is '
                                  'the last level')
         else:
             # If end_level is not the last level, no extra level is allowed.
             if not 0 <= end_level < self.num_ins:
-                raise ValueError(f'JittorFPN: end_level ({end_level}) must be -1 or in '
+                raise InputError(f'JittorFPN: end_level ({end_level}) must be -1 or in '
                                  f'[0, {self.num_ins - 1}] for {self.num_ins} input levels')
             backbone_end_level = end_level + 1
             if num_outs != end_level - start_level + 1:
-                raise ValueError(f'JittorFPN: num_outs ({num_outs}) must equal end_level - '
+                raise InputError(f'JittorFPN: num_outs ({num_outs}) must equal end_level - '
                                  f'start_level + 1 ({end_level} - {start_level} + 1) when end_level '
                                  'is not the last level')
         if not 0 <= start_level < backbone_end_level:
-            raise ValueError(f'JittorFPN: start_level ({start_level}) must be in '
+            raise InputError(f'JittorFPN: start_level ({start_level}) must be in '
                              f'[0, {backbone_end_level - 1}]')
         return backbone_end_level
 
@@ -134,24 +136,24 @@ class JittorFPN(jt.nn.Module):
             return 'on_input' if add_extra_convs else False
         if isinstance(add_extra_convs, str) and add_extra_convs in _EXTRA_CONV_SOURCES:
             return add_extra_convs
-        raise ValueError(f'JittorFPN: add_extra_convs must be a bool or one of {_EXTRA_CONV_SOURCES}, '
+        raise InputError(f'JittorFPN: add_extra_convs must be a bool or one of {_EXTRA_CONV_SOURCES}, '
                          f'got {add_extra_convs!r}')
 
     @staticmethod
     def _check_upsample_cfg(upsample_cfg: Dict) -> Dict:
         if not isinstance(upsample_cfg, dict):
-            raise ValueError(f'JittorFPN: upsample_cfg must be a dict, got {upsample_cfg!r}')
+            raise InputError(f'JittorFPN: upsample_cfg must be a dict, got {upsample_cfg!r}')
         unknown = sorted(set(upsample_cfg) - set(_UPSAMPLE_KEYS))
         if unknown:
-            raise ValueError(f'JittorFPN: unsupported upsample_cfg keys {unknown}; allowed: '
+            raise InputError(f'JittorFPN: unsupported upsample_cfg keys {unknown}; allowed: '
                              f'{list(_UPSAMPLE_KEYS)} (the size comes from the lower level)')
         cfg = dict(upsample_cfg)
         cfg.setdefault('mode', 'nearest')  # F.interpolate's default
         if cfg['mode'] not in _UPSAMPLE_MODES:
-            raise ValueError(f"JittorFPN: upsample_cfg mode {cfg['mode']!r} is not implemented; use "
+            raise InputError(f"JittorFPN: upsample_cfg mode {cfg['mode']!r} is not implemented; use "
                              f'one of {_UPSAMPLE_MODES}')
         if 'align_corners' in cfg and cfg['mode'] != 'bilinear':
-            raise ValueError('JittorFPN: align_corners can only be set with mode="bilinear" (as in '
+            raise InputError('JittorFPN: align_corners can only be set with mode="bilinear" (as in '
                              f"torch.nn.functional.interpolate), got mode {cfg['mode']!r}")
         if 'scale_factor' in cfg:
             _scale_pair(cfg['scale_factor'])  # validates
@@ -225,7 +227,7 @@ class JittorFPN(jt.nn.Module):
             tuple[jt.Var]: ``num_outs`` feature maps with ``out_channels`` channels each.
         """
         if len(inputs) != len(self.in_channels):
-            raise ValueError(f'JittorFPN: expected {len(self.in_channels)} input levels '
+            raise InputError(f'JittorFPN: expected {len(self.in_channels)} input levels '
                              f'(in_channels={self.in_channels}), got {len(inputs)}')
         laterals = [
             lateral_conv(inputs[i + self.start_level])
@@ -250,7 +252,7 @@ class JittorFPN(jt.nn.Module):
             else:
                 upsampled = torch_like_interpolate(laterals[i], size=target_hw, **self.upsample_cfg)
             if tuple(upsampled.shape[2:]) != target_hw:
-                raise ValueError(
+                raise InputError(
                     f'JittorFPN: level {i + self.start_level} upsampled with '
                     f'{self.upsample_cfg} has size {tuple(upsampled.shape[2:])}, but level '
                     f'{i - 1 + self.start_level} has size {target_hw}')
@@ -296,7 +298,7 @@ def _scale_pair(scale_factor: Union[float, Sequence[float]]) -> Tuple[float, flo
     pair = tuple(scale_factor) if isinstance(scale_factor, (list, tuple)) else (scale_factor,
                                                                                   scale_factor)
     if len(pair) != 2 or not all(isinstance(s, (int, float)) and s > 0 for s in pair):
-        raise ValueError(f'scale_factor must be a positive number or a pair of them, got '
+        raise InputError(f'scale_factor must be a positive number or a pair of them, got '
                          f'{scale_factor!r}')
     return float(pair[0]), float(pair[1])
 
@@ -372,14 +374,14 @@ def torch_like_interpolate(x: jt.Var,
         jt.Var: The resized feature map.
     """
     if x.ndim != 4:
-        raise ValueError(f'torch_like_interpolate expects an (N, C, H, W) Var, got {tuple(x.shape)}')
+        raise InputError(f'torch_like_interpolate expects an (N, C, H, W) Var, got {tuple(x.shape)}')
     if (size is None) == (scale_factor is None):
-        raise ValueError('torch_like_interpolate: give exactly one of size and scale_factor')
+        raise InputError('torch_like_interpolate: give exactly one of size and scale_factor')
     if mode not in _UPSAMPLE_MODES:
-        raise ValueError(f'torch_like_interpolate: mode {mode!r} is not implemented; use one of '
+        raise InputError(f'torch_like_interpolate: mode {mode!r} is not implemented; use one of '
                          f'{_UPSAMPLE_MODES}')
     if align_corners is not None and mode != 'bilinear':
-        raise ValueError('torch_like_interpolate: align_corners can only be set with bilinear mode')
+        raise InputError('torch_like_interpolate: align_corners can only be set with bilinear mode')
     in_hw = tuple(x.shape[2:])
     if scale_factor is not None:
         scales: Tuple[Optional[float], Optional[float]] = _scale_pair(scale_factor)
@@ -388,7 +390,7 @@ def torch_like_interpolate(x: jt.Var,
         out_hw = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
         scales = (None, None)
     if len(out_hw) != 2 or min(out_hw) <= 0:
-        raise ValueError(f'torch_like_interpolate: output size must be two positive ints, got '
+        raise InputError(f'torch_like_interpolate: output size must be two positive ints, got '
                          f'{out_hw} (input {in_hw}, size={size}, scale_factor={scale_factor})')
 
     if mode in ('nearest', 'nearest-exact'):

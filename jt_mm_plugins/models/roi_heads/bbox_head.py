@@ -8,6 +8,7 @@ import numpy as np
 from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.models.task_modules import build_jittor_loss, build_jittor_task_module
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 from .utils import (accuracy, cfg_get, cfg_require, concat_rows, empty_bbox_results,
                     multiclass_nms, take_rows)
 
@@ -18,7 +19,7 @@ PREDICTOR_TYPES = ('Linear', )
 def _pair(value: Union[int, Sequence[int]]) -> Tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-        raise ValueError(f'roi_feat_size must be a positive int or a pair of them, got {value!r}')
+        raise InputError(f'roi_feat_size must be a positive int or a pair of them, got {value!r}')
     return pair
 
 
@@ -118,7 +119,7 @@ class JittorBBoxHead(jt.nn.Module):
         super().__init__()
         owner = type(self).__name__
         if not (with_cls or with_reg):
-            raise ValueError(f'{owner}: at least one of with_cls and with_reg must be True')
+            raise InputError(f'{owner}: at least one of with_cls and with_reg must be True')
         if predict_box_type != 'hbox':
             raise NotImplementedError(f'{owner}: predict_box_type {predict_box_type!r} is not '
                                       "supported; only 'hbox'")
@@ -194,7 +195,7 @@ class JittorBBoxHead(jt.nn.Module):
     def _avg_pool(self, x: jt.Var) -> jt.Var:
         """``AvgPool2d(roi_feat_size)`` on RoI features of exactly that size: a spatial mean."""
         if tuple(x.shape[2:]) != self.roi_feat_size:
-            raise ValueError(f'{type(self).__name__}: with_avg_pool expects RoI features of size '
+            raise InputError(f'{type(self).__name__}: with_avg_pool expects RoI features of size '
                              f'{self.roi_feat_size}, got {tuple(x.shape[2:])}')
         return x.mean(dims=(2, 3), keepdims=True)
 
@@ -405,7 +406,7 @@ class JittorBBoxHead(jt.nn.Module):
             list[dict]: Per image ``bboxes`` (k, 4), ``scores`` (k,), ``labels`` (k,) int64.
         """
         if not len(cls_scores) == len(bbox_preds) == len(rois) == len(batch_img_metas):
-            raise ValueError(f'{type(self).__name__}.predict_by_feat: got {len(rois)} rois, '
+            raise InputError(f'{type(self).__name__}.predict_by_feat: got {len(rois)} rois, '
                              f'{len(cls_scores)} cls_scores, {len(bbox_preds)} bbox_preds for '
                              f'{len(batch_img_metas)} images')
         return [

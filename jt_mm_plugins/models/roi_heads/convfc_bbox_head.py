@@ -6,6 +6,7 @@ from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.models.layers.conv_module import ConvModule
 from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 from .bbox_head import JittorBBoxHead, xavier_uniform_init_
 
 
@@ -75,19 +76,23 @@ class JittorConvFCBBoxHead(JittorBBoxHead):
         counts = (self.num_shared_convs, self.num_shared_fcs, self.num_cls_convs,
                   self.num_cls_fcs, self.num_reg_convs, self.num_reg_fcs)
         if any(c < 0 for c in counts) or sum(counts) == 0:
-            raise ValueError(f'{owner}: the numbers of convs and fcs must be >= 0 and not all 0, '
+            raise InputError(f'{owner}: the numbers of convs and fcs must be >= 0 and not all 0, '
                              f'got {counts}')
         if (self.num_cls_convs > 0 or self.num_reg_convs > 0) and self.num_shared_fcs != 0:
-            raise ValueError(f'{owner}: separate cls/reg convs need num_shared_fcs=0, got '
+            raise InputError(f'{owner}: separate cls/reg convs need num_shared_fcs=0, got '
                              f'{self.num_shared_fcs}')
         if not self.with_cls and (self.num_cls_convs or self.num_cls_fcs):
-            raise ValueError(f'{owner}: with_cls=False allows no cls convs or fcs')
+            raise InputError(f'{owner}: with_cls=False allows no cls convs or fcs')
         if not self.with_reg and (self.num_reg_convs or self.num_reg_fcs):
-            raise ValueError(f'{owner}: with_reg=False allows no reg convs or fcs')
+            raise InputError(f'{owner}: with_reg=False allows no reg convs or fcs')
 
     def _init_predictors(self, cls_in_features: int, reg_in_features: int) -> None:
         """Build the three branches, then ``fc_cls``/``fc_reg`` on their last features."""
         self._check_branches()
+        # mmdet's BBoxHead builds fc_cls/fc_reg before these branches (and rebuilds them after):
+        # holding their places first gives mmdet's parameter order, so the optimizer's parameter
+        # groups (and an optimizer state saved by the twin) line up.
+        self.fc_cls = self.fc_reg = None
         self.shared_convs, self.shared_fcs, last_layer_dim = self._add_conv_fc_branch(
             self.num_shared_convs, self.num_shared_fcs, self.in_channels, True)
         self.shared_out_channels = last_layer_dim

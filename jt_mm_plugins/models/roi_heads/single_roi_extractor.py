@@ -7,6 +7,7 @@ import numpy as np
 from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.ops.roi_align import RoIAlign
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 from .utils import take_rows
 
 #: RoI layers a config may name in ``roi_layer=dict(type=...)`` (mmcv's names).
@@ -42,7 +43,7 @@ class JittorSingleRoIExtractor(jt.nn.Module):
                  finest_scale: int = 56) -> None:
         super().__init__()
         if not isinstance(featmap_strides, (list, tuple)) or not featmap_strides:
-            raise ValueError(f'JittorSingleRoIExtractor: featmap_strides must be a non-empty list, '
+            raise InputError(f'JittorSingleRoIExtractor: featmap_strides must be a non-empty list, '
                              f'got {featmap_strides!r}')
         self.roi_layers = self.build_roi_layers(roi_layer, featmap_strides)
         self.out_channels = out_channels
@@ -82,7 +83,7 @@ class JittorSingleRoIExtractor(jt.nn.Module):
             raise TypeError(f'JittorSingleRoIExtractor: roi_layer type must be a name or a Jittor '
                             f'module class, got {layer_type!r}')
         if 'spatial_scale' in cfg:
-            raise ValueError('JittorSingleRoIExtractor: roi_layer must not set spatial_scale; it '
+            raise InputError('JittorSingleRoIExtractor: roi_layer must not set spatial_scale; it '
                              'is 1 / stride of each level (featmap_strides)')
         return jt.nn.ModuleList([layer_cls(spatial_scale=1 / s, **cfg) for s in featmap_strides])
 
@@ -194,16 +195,16 @@ class JittorSingleRoIExtractor(jt.nn.Module):
 
     def _check_inputs(self, feats: List[jt.Var], rois: jt.Var) -> None:
         if not feats:
-            raise ValueError('JittorSingleRoIExtractor: got no feature maps')
+            raise InputError('JittorSingleRoIExtractor: got no feature maps')
         if len(feats) > len(self.roi_layers):
-            raise ValueError(f'JittorSingleRoIExtractor: got {len(feats)} feature maps but only '
+            raise InputError(f'JittorSingleRoIExtractor: got {len(feats)} feature maps but only '
                              f'{len(self.roi_layers)} featmap_strides {self.featmap_strides}; pass '
                              f'feats[:num_inputs]')
         for i, feat in enumerate(feats):
             if feat.ndim != 4 or feat.shape[1] != self.out_channels:
-                raise ValueError(f'JittorSingleRoIExtractor: feature map {i} must be (N, '
+                raise InputError(f'JittorSingleRoIExtractor: feature map {i} must be (N, '
                                  f'{self.out_channels}, H, W) (out_channels={self.out_channels}), '
                                  f'got {tuple(feat.shape)}')
         if rois.ndim != 2 or rois.shape[1] != 5:
-            raise ValueError(f'JittorSingleRoIExtractor: rois must be (n, 5) rows of (batch_idx, '
+            raise InputError(f'JittorSingleRoIExtractor: rois must be (n, 5) rows of (batch_idx, '
                              f'x1, y1, x2, y2), got {tuple(rois.shape)}')

@@ -5,6 +5,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from jt_mm_plugins.bridge import BridgedRoIHead, register_jittor_module
 from jt_mm_plugins.models.task_modules import build_jittor_task_module
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 # Importing the children registers them, so configs can name them.
 from . import convfc_bbox_head, single_roi_extractor  # noqa: F401
 from .utils import (bbox2roi, build_jittor_child, cfg_get, cfg_require, empty_bbox_results,
@@ -57,7 +58,7 @@ class JittorStandardRoIHead(jt.nn.Module):
             raise NotImplementedError(f'{owner}: the mask branch (mask_head / mask_roi_extractor) '
                                       'is not implemented in Jittor; only the bbox branch is')
         if bbox_head is None or bbox_roi_extractor is None:
-            raise ValueError(f'{owner}: needs both bbox_roi_extractor and bbox_head configs (got '
+            raise InputError(f'{owner}: needs both bbox_roi_extractor and bbox_head configs (got '
                              f'bbox_roi_extractor={bbox_roi_extractor!r}, bbox_head={bbox_head!r})')
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
@@ -165,7 +166,7 @@ class JittorStandardRoIHead(jt.nn.Module):
                                '(the head was built without train_cfg)')
         num_imgs = len(rpn_results_list)
         if len(batch_gt_instances) != num_imgs or len(batch_img_metas) != num_imgs:
-            raise ValueError(f'{owner}.loss: got {num_imgs} proposal lists, '
+            raise InputError(f'{owner}.loss: got {num_imgs} proposal lists, '
                              f'{len(batch_gt_instances)} gt instance lists and '
                              f'{len(batch_img_metas)} image metas')
         if batch_gt_instances_ignore is None:
@@ -245,7 +246,7 @@ class JittorStandardRoIHead(jt.nn.Module):
             list[dict]: Detections of each image.
         """
         if len(rpn_results_list) != len(batch_img_metas):
-            raise ValueError(f'{type(self).__name__}.predict: got {len(rpn_results_list)} '
+            raise InputError(f'{type(self).__name__}.predict: got {len(rpn_results_list)} '
                              f'proposal lists for {len(batch_img_metas)} images')
         proposals = [self._proposal_boxes(res, i) for i, res in enumerate(rpn_results_list)]
         rois = bbox2roi(proposals)
@@ -277,7 +278,7 @@ class JittorStandardRoIHead(jt.nn.Module):
             raise KeyError(f'{type(self).__name__}: the proposals of image {img_id} have no '
                            f"'bboxes' (got {keys})")
         if boxes.ndim != 2 or boxes.shape[1] != 4:
-            raise ValueError(f'{type(self).__name__}: the proposals of image {img_id} must be '
+            raise InputError(f'{type(self).__name__}: the proposals of image {img_id} must be '
                              f'(n, 4) boxes, got {tuple(boxes.shape)}')
         return boxes
 
@@ -290,6 +291,6 @@ class JittorStandardRoIHead(jt.nn.Module):
                            f"'labels'")
         if bboxes.ndim != 2 or bboxes.shape[1] != 4 or labels.ndim != 1 \
                 or labels.shape[0] != bboxes.shape[0]:
-            raise ValueError(f'{owner}: the gts of image {img_id} must be bboxes (k, 4) and labels '
+            raise InputError(f'{owner}: the gts of image {img_id} must be bboxes (k, 4) and labels '
                              f'(k,), got {tuple(bboxes.shape)} and {tuple(labels.shape)}')
         return bboxes, labels

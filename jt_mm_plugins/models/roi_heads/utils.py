@@ -12,6 +12,7 @@ import numpy as np
 from jt_mm_plugins.bridge import build_jittor_module
 from jt_mm_plugins.ops.nms import batched_nms
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 
 def build_jittor_child(cfg: Any, owner: str, role: str) -> 'jt.nn.Module':
     """Build a nested Jittor module from an mmdet-style config, accepting mmdet's type names.
@@ -89,13 +90,13 @@ def bbox2roi(bbox_list: List[jt.Var]) -> jt.Var:
         jt.Var: RoIs of shape (sum n_i, 5), float32 unless the boxes are float64.
     """
     if len(bbox_list) == 0:
-        raise ValueError('bbox2roi: got an empty list of images')
+        raise InputError('bbox2roi: got an empty list of images')
     dtype = str(bbox_list[0].dtype)
     dtype = dtype if dtype in ('float32', 'float64') else 'float32'
     rois = []
     for img_id, bboxes in enumerate(bbox_list):
         if bboxes.ndim != 2 or bboxes.shape[1] != 4:
-            raise ValueError(f'bbox2roi: the boxes of image {img_id} must be (n, 4), got '
+            raise InputError(f'bbox2roi: the boxes of image {img_id} must be (n, 4), got '
                              f'{tuple(bboxes.shape)}')
         if bboxes.shape[0] == 0:
             continue
@@ -168,11 +169,11 @@ def multiclass_nms(multi_bboxes: jt.Var,
                                   f'{box_dim}')
     num_boxes, num_classes = multi_scores.shape[0], multi_scores.shape[1] - 1
     if multi_bboxes.shape[0] != num_boxes:
-        raise ValueError(f'multiclass_nms: {multi_bboxes.shape[0]} box rows but {num_boxes} '
+        raise InputError(f'multiclass_nms: {multi_bboxes.shape[0]} box rows but {num_boxes} '
                          'score rows')
     if multi_bboxes.shape[1] > box_dim:
         if multi_bboxes.shape[1] != num_classes * box_dim:
-            raise ValueError(f'multiclass_nms: class-specific boxes must have num_classes * 4 = '
+            raise InputError(f'multiclass_nms: class-specific boxes must have num_classes * 4 = '
                              f'{num_classes * box_dim} columns, got {multi_bboxes.shape[1]}')
         bboxes = multi_bboxes.reshape(num_boxes, num_classes, box_dim)
     else:
@@ -234,10 +235,10 @@ def accuracy(pred: jt.Var,
         accu = [jt.zeros((1, ), dtype='float32') for _ in topk]
         return accu[0] if return_single else accu
     if pred.ndim != 2 or target.ndim != 1 or pred.shape[0] != target.shape[0]:
-        raise ValueError(f'accuracy: pred must be (N, C) and target (N,), got '
+        raise InputError(f'accuracy: pred must be (N, C) and target (N,), got '
                          f'{tuple(pred.shape)} and {tuple(target.shape)}')
     if maxk > pred.shape[1]:
-        raise ValueError(f'accuracy: maxk {maxk} exceeds pred dimension {pred.shape[1]}')
+        raise InputError(f'accuracy: maxk {maxk} exceeds pred dimension {pred.shape[1]}')
     pred = pred.detach()  # not stop_grad(): that would cut the caller's Var out of the graph
     if maxk == 1:
         pred_label, pred_value = jt.argmax(pred, dim=1)

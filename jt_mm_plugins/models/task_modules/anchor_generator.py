@@ -4,13 +4,14 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 from .registry import JITTOR_TASK_UTILS
 
 
 def _pair(value: Union[int, float, Sequence]) -> Tuple:
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
-            raise ValueError(f'AnchorGenerator: a stride must be a number or a (w, h) pair, got '
+            raise InputError(f'AnchorGenerator: a stride must be a number or a (w, h) pair, got '
                              f'{value!r}')
         return tuple(value)
     return (value, value)
@@ -62,24 +63,24 @@ class AnchorGenerator:
             raise NotImplementedError('AnchorGenerator (Jittor): use_box_type=True is not '
                                       'supported; anchors are plain (N, 4) Vars.')
         if center_offset != 0 and centers is not None:
-            raise ValueError(f'AnchorGenerator: centers cannot be set when center_offset != 0 '
+            raise InputError(f'AnchorGenerator: centers cannot be set when center_offset != 0 '
                              f'(got centers={centers!r}, center_offset={center_offset})')
         if not 0 <= center_offset <= 1:
-            raise ValueError(f'AnchorGenerator: center_offset should be in [0, 1], got '
+            raise InputError(f'AnchorGenerator: center_offset should be in [0, 1], got '
                              f'{center_offset}')
         if centers is not None and len(centers) != len(strides):
-            raise ValueError(f'AnchorGenerator: {len(strides)} strides but {len(centers)} centers')
+            raise InputError(f'AnchorGenerator: {len(strides)} strides but {len(centers)} centers')
 
         self.strides = [_pair(stride) for stride in strides]
         self.base_sizes = ([min(stride) for stride in self.strides]
                            if base_sizes is None else list(base_sizes))
         if len(self.base_sizes) != len(self.strides):
-            raise ValueError(f'AnchorGenerator: {len(self.strides)} strides but '
+            raise InputError(f'AnchorGenerator: {len(self.strides)} strides but '
                              f'{len(self.base_sizes)} base_sizes')
 
         octave = octave_base_scale is not None and scales_per_octave is not None
         if octave == (scales is not None):
-            raise ValueError('AnchorGenerator: set either `scales` or both `octave_base_scale` and '
+            raise InputError('AnchorGenerator: set either `scales` or both `octave_base_scale` and '
                              '`scales_per_octave`, not both and not neither')
         if scales is None:
             octave_scales = np.array([2**(i / scales_per_octave) for i in range(scales_per_octave)])
@@ -244,7 +245,7 @@ class AnchorGenerator:
         feat_h, feat_w = featmap_size
         valid_h, valid_w = valid_size
         if valid_h > feat_h or valid_w > feat_w:
-            raise ValueError(f'AnchorGenerator: valid size {valid_size} exceeds feature map size '
+            raise InputError(f'AnchorGenerator: valid size {valid_size} exceeds feature map size '
                              f'{featmap_size}')
         valid_x = jt.arange(0, feat_w) < valid_w
         valid_y = jt.arange(0, feat_h) < valid_h
@@ -261,7 +262,7 @@ class AnchorGenerator:
 
     def _check_num_levels(self, featmap_sizes: Sequence) -> None:
         if len(featmap_sizes) != self.num_levels:
-            raise ValueError(f'AnchorGenerator has {self.num_levels} levels (strides '
+            raise InputError(f'AnchorGenerator has {self.num_levels} levels (strides '
                              f'{self.strides}) but got {len(featmap_sizes)} feature map sizes')
 
     def __repr__(self) -> str:

@@ -4,6 +4,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 from .registry import JITTOR_TASK_UTILS
 
 
@@ -41,7 +42,7 @@ class DeltaXYWHBBoxCoder:
             raise NotImplementedError('DeltaXYWHBBoxCoder (Jittor): use_box_type=True is not '
                                       'supported; boxes are plain (N, 4) Vars.')
         if len(target_means) != 4 or len(target_stds) != 4:
-            raise ValueError(f'DeltaXYWHBBoxCoder: target_means and target_stds need 4 values, got '
+            raise InputError(f'DeltaXYWHBBoxCoder: target_means and target_stds need 4 values, got '
                              f'{target_means!r} and {target_stds!r}')
         self.means = tuple(float(m) for m in target_means)
         self.stds = tuple(float(s) for s in target_stds)
@@ -61,7 +62,7 @@ class DeltaXYWHBBoxCoder:
             jt.Var: Normalised deltas (dx, dy, dw, dh), shape (N, 4).
         """
         if tuple(bboxes.shape) != tuple(gt_bboxes.shape) or bboxes.shape[-1] != 4:
-            raise ValueError(f'DeltaXYWHBBoxCoder.encode: bboxes {tuple(bboxes.shape)} and '
+            raise InputError(f'DeltaXYWHBBoxCoder.encode: bboxes {tuple(bboxes.shape)} and '
                              f'gt_bboxes {tuple(gt_bboxes.shape)} must both be (N, 4)')
         return bbox2delta(bboxes, gt_bboxes, self.means, self.stds)
 
@@ -82,11 +83,11 @@ class DeltaXYWHBBoxCoder:
             jt.Var: Decoded boxes, same shape as ``pred_bboxes``.
         """
         if pred_bboxes.ndim != 2 or bboxes.ndim != 2:
-            raise ValueError('DeltaXYWHBBoxCoder.decode (Jittor) decodes one image at a time: '
+            raise InputError('DeltaXYWHBBoxCoder.decode (Jittor) decodes one image at a time: '
                              f'expected (N, 4) boxes and (N, 4k) deltas, got {tuple(bboxes.shape)} '
                              f'and {tuple(pred_bboxes.shape)}')
         if pred_bboxes.shape[0] != bboxes.shape[0]:
-            raise ValueError(f'DeltaXYWHBBoxCoder.decode: {bboxes.shape[0]} boxes but '
+            raise InputError(f'DeltaXYWHBBoxCoder.decode: {bboxes.shape[0]} boxes but '
                              f'{pred_bboxes.shape[0]} deltas')
         return delta2bbox(bboxes, pred_bboxes, self.means, self.stds, max_shape, wh_ratio_clip,
                           self.clip_border, self.add_ctr_clamp, self.ctr_clamp)

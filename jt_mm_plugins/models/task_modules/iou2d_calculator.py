@@ -5,6 +5,7 @@ from typing import Optional
 
 from jt_mm_plugins.ops.bbox_overlaps import bbox_overlaps
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 from .registry import JITTOR_TASK_UTILS
 
 
@@ -43,7 +44,7 @@ class BboxOverlaps2D:
         """
         for name, boxes in (('bboxes1', bboxes1), ('bboxes2', bboxes2)):
             if boxes.shape[-1] not in (0, 4, 5):
-                raise ValueError(f'BboxOverlaps2D: {name} must be (n, 4) or (n, 5), got '
+                raise InputError(f'BboxOverlaps2D: {name} must be (n, 4) or (n, 5), got '
                                  f'{tuple(boxes.shape)}')
         if bboxes1.shape[-1] == 5:
             bboxes1 = bboxes1[..., :4]

@@ -4,6 +4,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 from .assign_result import AssignResult
 from .iou2d_calculator import BboxOverlaps2D  # noqa: F401  (registers the default calculator)
 from .registry import JITTOR_TASK_UTILS, build_jittor_task_module
@@ -76,7 +77,7 @@ class MaxIoUAssigner:
                 'MaxIoUAssigner (Jittor): perm_repeat_gt_cfg is not supported')
         if isinstance(neg_iou_thr, (list, tuple)):
             if len(neg_iou_thr) != 2:
-                raise ValueError(f'MaxIoUAssigner: a neg_iou_thr range needs 2 values, got '
+                raise InputError(f'MaxIoUAssigner: a neg_iou_thr range needs 2 values, got '
                                  f'{neg_iou_thr!r}')
             neg_iou_thr = (float(neg_iou_thr[0]), float(neg_iou_thr[1]))
         elif isinstance(neg_iou_thr, (int, float)):

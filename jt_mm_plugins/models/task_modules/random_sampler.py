@@ -4,6 +4,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 from .assign_result import AssignResult
 from .registry import JITTOR_TASK_UTILS
 from .sampling_result import SamplingResult
@@ -62,7 +63,7 @@ class RandomSampler:
                  deterministic: bool = False,
                  context: Optional[Any] = None) -> None:
         if num < 0 or not 0 <= pos_fraction <= 1:
-            raise ValueError(f'RandomSampler: need num >= 0 and 0 <= pos_fraction <= 1, got '
+            raise InputError(f'RandomSampler: need num >= 0 and 0 <= pos_fraction <= 1, got '
                              f'num={num}, pos_fraction={pos_fraction}')
         self.num = num
         self.pos_fraction = pos_fraction
@@ -82,7 +83,7 @@ class RandomSampler:
             np.ndarray: The picked indices.
         """
         if num > len(gallery):
-            raise ValueError(f'RandomSampler: cannot pick {num} of {len(gallery)} candidates')
+            raise InputError(f'RandomSampler: cannot pick {num} of {len(gallery)} candidates')
         if self.deterministic:
             return gallery[:num]
         return gallery[self.rng.permutation(len(gallery))[:num]]
@@ -128,7 +129,7 @@ class RandomSampler:
         gt_flags = np.zeros((priors.shape[0], ), dtype=np.uint8)
         if self.add_gt_as_proposals and num_gts > 0:
             if gt_labels is None:
-                raise ValueError('RandomSampler: add_gt_as_proposals=True needs gt_labels')
+                raise InputError('RandomSampler: add_gt_as_proposals=True needs gt_labels')
             priors = jt.concat([gt_bboxes.cast(priors.dtype), priors], dim=0)
             assign_result.add_gt_(gt_labels)
             gt_flags = np.concatenate([np.ones((num_gts, ), np.uint8), gt_flags])

@@ -4,6 +4,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.errors import InputError
 from .assign_result import AssignResult
 
 
@@ -62,7 +63,7 @@ class SamplingResult:
         self.pos_gt_labels = _take(assign_result.labels, self.pos_inds_np)
         if self.num_gts == 0:
             if len(gt_inds):
-                raise ValueError('SamplingResult: positive priors but no gt boxes')
+                raise InputError('SamplingResult: positive priors but no gt boxes')
             self.pos_gt_bboxes = jt.zeros((0, 4), dtype=gt_bboxes.dtype)
         else:
             self.pos_gt_bboxes = _take(gt_bboxes.reshape(-1, 4), (gt_inds - 1).astype(np.int64),
