@@ -156,8 +156,10 @@ class TorchMirror(JittorAttributeView, torch.nn.Module):
 
 def _mirror_class(torch_class: type) -> type:
     if torch_class not in _MIRROR_CLASSES:
-        bases = (TorchMirror, ) if torch_class is torch.nn.Module else (TorchMirror, torch_class)
-        # The twin's class name: mmengine's init_cfg ``layer='Conv2d'`` matches names.
+        # The twin's class name, and its direct bases among ours: mmengine's init_cfg matches
+        # ``layer='Conv2d'`` / ``layer='_BatchNorm'`` against a class's name and direct bases.
+        bases = (TorchMirror, ) if torch_class is torch.nn.Module else \
+            (TorchMirror, torch_class) + torch_class.__bases__
         _MIRROR_CLASSES[torch_class] = type(torch_class.__name__, bases, {
             '__module__': __name__,
             '__doc__': f'Torch view of a Jittor layer, typed as ``{torch_class.__module__}.'

@@ -384,7 +384,8 @@ class JittorResNet(jt.Module):
     def _freeze_stages(self) -> None:
         """Stop the gradients of the frozen stages and keep them in eval mode."""
         for module in self._frozen_modules():
-            _set_eval(module)
+            if module is not self.conv1:  # as mmdet: the stem conv's flag stays (no effect on it)
+                _set_eval(module)
             for param in module.parameters():
                 param.requires_grad = False
 
