@@ -58,16 +58,20 @@ for _jittor_class, _torch_class in (
     register_torch_mirror(_torch_class)(_jittor_class)
 
 
-def is_plain_attribute(value: Any) -> bool:
-    """What a bridged module shows of its Jittor module: data (numbers, strings, configs, lists of
-    them), not Vars (their torch tensors are the parameters), submodules (mirrored) or methods."""
-    if isinstance(value, (jt.Var, jt.nn.Module)) or callable(value):
-        return False
-    if isinstance(value, (list, tuple, set)):
-        return all(is_plain_attribute(v) for v in value)
-    if isinstance(value, dict):
-        return all(is_plain_attribute(v) for v in value.values())
-    return True
+_DATA_TYPES = (bool, int, float, complex, str, bytes, type(None))
+
+
+def is_data_attribute(value: Any) -> bool:
+    """What a bridged module shows of its Jittor module: data (numbers, strings, None, configs and
+    lists of them). Not Vars (their torch tensors are the parameters), submodules (mirrored),
+    methods, nor helper objects such as a Jittor box coder, which torch code could not call."""
+    if isinstance(value, _DATA_TYPES):
+        return True
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return all(is_data_attribute(v) for v in value)
+    if isinstance(value, dict):  # mmengine's ConfigDict too
+        return all(isinstance(k, _DATA_TYPES) and is_data_attribute(v) for k, v in value.items())
+    return False
 
 
 class JittorAttributeView:
@@ -87,7 +91,7 @@ class JittorAttributeView:
         if target is None:
             return _MISSING
         value = getattr(target, name, _MISSING)
-        return value if value is _MISSING or is_plain_attribute(value) else _MISSING
+        return value if value is _MISSING or is_data_attribute(value) else _MISSING
 
     def __getattr__(self, name: str) -> Any:
         try:

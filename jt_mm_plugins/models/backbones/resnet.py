@@ -286,6 +286,9 @@ class JittorResNet(jt.Module):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.zero_init_residual = zero_init_residual
+        # mmdet's attributes for what this twin refuses (checked above): read by mmdet-side code
+        self.conv_cfg, self.dcn, self.plugins = conv_cfg, dcn, plugins
+        self.stage_with_dcn = stage_with_dcn
         self.block, stage_blocks = self.arch_settings[depth]
         self.stage_blocks = stage_blocks[:num_stages]
 
@@ -294,6 +297,7 @@ class JittorResNet(jt.Module):
         self._init_weights()
         self._freeze_stages()
         self.feat_dim = self.block.expansion * base_channels * 2**(len(self.stage_blocks) - 1)
+        self.inplanes = self.feat_dim  # mmdet's value after building the last stage
 
     @classmethod
     def _check_args(cls, depth, num_stages, strides, dilations, out_indices, style, deep_stem,
@@ -302,6 +306,8 @@ class JittorResNet(jt.Module):
         if depth not in cls.arch_settings:
             raise KeyError(f'JittorResNet: invalid depth {depth}; choose from '
                            f'{sorted(cls.arch_settings)}')
+        if pretrained is not None and not isinstance(pretrained, str):
+            raise TypeError(f'JittorResNet: pretrained must be a str or None, got {pretrained!r}')
         if pretrained is not None:
             raise InputError(
                 f'JittorResNet: pretrained={pretrained!r} is not supported (it would download or '

@@ -88,7 +88,7 @@ class JittorFPN(jt.nn.Module):
                  act_cfg: Optional[Dict] = None,
                  upsample_cfg: Dict = dict(mode='nearest')) -> None:
         super().__init__()
-        if not isinstance(in_channels, (list, tuple)) or not in_channels:
+        if not isinstance(in_channels, list) or not in_channels:  # a list, as mmdet asserts
             raise InputError(f'JittorFPN: in_channels must be a non-empty list of ints, got '
                              f'{in_channels!r}')
         self.in_channels = list(in_channels)
@@ -97,7 +97,8 @@ class JittorFPN(jt.nn.Module):
         self.num_outs = num_outs
         self.relu_before_extra_convs = relu_before_extra_convs
         self.no_norm_on_lateral = no_norm_on_lateral
-        self.upsample_cfg = self._check_upsample_cfg(upsample_cfg)
+        self._upsample = self._check_upsample_cfg(upsample_cfg)  # with mmdet's defaults filled in
+        self.upsample_cfg = dict(upsample_cfg)  # as given, as mmdet keeps it
         self.start_level = start_level
         self.end_level = end_level
         self.backbone_end_level = self._check_levels(num_outs, start_level, end_level)
@@ -247,14 +248,14 @@ class JittorFPN(jt.nn.Module):
                 # the same values, as one multi-threaded CPU kernel (and its backward)
                 laterals[i - 1] = upsample_x2_add(laterals[i], laterals[i - 1])
                 continue
-            if 'scale_factor' in self.upsample_cfg:
-                upsampled = torch_like_interpolate(laterals[i], **self.upsample_cfg)
+            if 'scale_factor' in self._upsample:
+                upsampled = torch_like_interpolate(laterals[i], **self._upsample)
             else:
-                upsampled = torch_like_interpolate(laterals[i], size=target_hw, **self.upsample_cfg)
+                upsampled = torch_like_interpolate(laterals[i], size=target_hw, **self._upsample)
             if tuple(upsampled.shape[2:]) != target_hw:
                 raise InputError(
                     f'JittorFPN: level {i + self.start_level} upsampled with '
-                    f'{self.upsample_cfg} has size {tuple(upsampled.shape[2:])}, but level '
+                    f'{self._upsample} has size {tuple(upsampled.shape[2:])}, but level '
                     f'{i - 1 + self.start_level} has size {target_hw}')
             laterals[i - 1] = laterals[i - 1] + upsampled
         return laterals
@@ -262,10 +263,10 @@ class JittorFPN(jt.nn.Module):
     def _exact_nearest_x2(self, coarse: jt.Var, fine: jt.Var) -> bool:
         """Whether this step is ``fine + nearest x2 upsampling of coarse`` that
         :func:`upsample_x2_add` computes: mode 'nearest' and, with a ``scale_factor``, exactly 2."""
-        if self.upsample_cfg['mode'] != 'nearest' or not upsample_x2_add_supported(coarse, fine):
+        if self._upsample['mode'] != 'nearest' or not upsample_x2_add_supported(coarse, fine):
             return False
-        return 'scale_factor' not in self.upsample_cfg or _scale_pair(
-            self.upsample_cfg['scale_factor']) == (2.0, 2.0)
+        return 'scale_factor' not in self._upsample or _scale_pair(
+            self._upsample['scale_factor']) == (2.0, 2.0)
 
     def _extra_levels(self, inputs: Sequence[jt.Var], laterals: List[jt.Var],
                       outs: List[jt.Var]) -> List[jt.Var]:

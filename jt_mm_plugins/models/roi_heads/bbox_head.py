@@ -135,6 +135,7 @@ class JittorBBoxHead(jt.nn.Module):
         self.reg_decoded_bbox = reg_decoded_bbox
         self.reg_predictor_cfg = reg_predictor_cfg
         self.cls_predictor_cfg = cls_predictor_cfg
+        self.debug_imgs = None  # mmdet's BBoxHead sets it (legacy); kept for code that reads it
 
         self.bbox_coder = build_jittor_task_module(bbox_coder)
         self.loss_cls = build_jittor_loss(loss_cls)
