@@ -20,21 +20,27 @@ from jt_mm_plugins.alignment import (ALIGNMENT_PAIRS, DiffRow, compare_modules, 
                                      get_pair)
 
 SUMMARY_HEADER = ('| pair | mode | worst output | worst gradient vs float32 ref | Jittor vs float64 | '
-                  'float32 ref vs float64 | result |\n|---|---|---|---|---|---|---|')
+                  'float32 ref vs float64 | float64 Jittor vs float64 | float32 gradients not '
+                  'decidable | result |\n|---|---|---|---|---|---|---|---|---|')
 
 
 def summary_line(name: str, mode: str, rows: List[DiffRow]) -> str:
-    """One markdown row: the worst output (max abs) and the worst gradient (relative), and where
-    the float64 referee ran, the worst gradient of the candidate and of the float32 reference
-    against it."""
+    """One markdown row: the worst output (max abs) and the worst compared float32 gradient
+    (relative); where the float64 referee's columns were asked for, the worst gradient of the
+    candidate and of the float32 reference against the float64 run; where a float64 candidate ran,
+    its worst difference from the float64 reference (relative, gradients and outputs); and how many
+    float32 gradient tensors float32 cannot decide (not compared, see margins.py)."""
     outputs = [r for r in rows if r.kind == 'output']
-    grads = [r for r in rows if r.kind != 'output']
+    grads = [r for r in rows if r.kind in ('input grad', 'param grad') and r.compared]
     worst = lambda values: f'{max(values):.1e}' if values else '-'  # noqa: E731
     refereed = [r for r in grads if r.candidate_vs_float64 is not None]
+    float64 = [r for r in rows if r.kind.endswith(' f64') and r.kind != 'margin f64']
+    not_decidable = sum(r.not_compared or (0 if r.compared else 1) for r in rows)
     return (f'| {name} | {mode} | {worst([r.max_abs for r in outputs])} | '
             f'{worst([r.rel for r in grads])} | '
             f'{worst([r.candidate_vs_float64 for r in refereed])} | '
             f'{worst([r.reference_vs_float64 for r in refereed])} | '
+            f'{worst([r.rel for r in float64])} | {not_decidable} | '
             f'{"ALIGNED" if all(r.ok for r in rows) else "NOT ALIGNED"} |')
 
 

@@ -5,9 +5,13 @@ reference and a float64 copy of the reference (the referee) on the same inputs a
 
 1. per output that carries a gradient (e.g. each loss of a detector), the worst parameter gradient
    of the candidate and of the float32 reference, both measured against the float64 run, when that
-   output alone is back-propagated. The output whose gradient is off, and which side is off, show
-   where to look;
-2. the sign flips against the float64 run at the outputs of every Conv2d / BatchNorm2d / Linear
+   output alone is back-propagated (an output without gradient, e.g. a loss without positives, says
+   so). The output whose gradient is off, and which side is off, show where to look;
+2. the ReLU / max-pool decisions that float32 cannot decide (jt_mm_plugins/alignment/margins.py):
+   the float64 run's margin is below 10x the float32 error bound there, so any float32 run (the
+   reference's on another machine, the candidate's) may take the other branch, and every gradient
+   upstream of it is machine-dependent. This list depends on the reference only, not on luck;
+3. the sign flips against the float64 run at the outputs of every Conv2d / BatchNorm2d / Linear
    layer (the inputs of the ReLUs that follow most of them), with the float64 value nearest zero
    and each side's float32 error there. A ReLU input within float32 noise of zero flips the
    gradient mask upstream of it: an honest float32 difference, not a bug.
@@ -31,6 +35,7 @@ import jt_mm_plugins  # noqa: F401  (registers the Jittor components)
 from jt_mm_plugins.alignment import get_pair
 from jt_mm_plugins.alignment.compare import (forward_backward, fresh_inputs, leaf_names,
                                              relative_difference, to_float64)
+from jt_mm_plugins.alignment.margins import float32_bound, record_decisions, margin_report
 from jt_mm_plugins.alignment.pairs import mmcv_nms_accepts_float64
 
 HOOKED_TORCH_TYPES = (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.Linear)
@@ -110,13 +115,17 @@ def main(argv=None) -> int:
     print(f'== {pair.name} [{args.mode}, {args.size}]: worst parameter gradient vs float64, '
           f'one output back-propagated at a time')
     print(f'{"output":<24} {"Jittor":>9} {"at":<44} {"PyTorch32":>9} at')
-    for i in [i for i, m in enumerate(mask) if m]:
+    for i, m in enumerate(mask):
+        if not m:
+            print(f'{names[i][:24]:<24} (not differentiable: no gradient to compare)')
+            continue
         weights = [torch.ones_like(o) if j == i else torch.zeros_like(o) if m else None
                    for j, (o, m) in enumerate(zip(outputs, mask))]
         with context():
             _, _, g64, _, _ = forward_backward(referee, inputs64, weights, mask)
         if not any(g.abs().max() > 0 for g in g64.values()):
-            continue  # this output has no gradient (e.g. a loss without positives)
+            print(f'{names[i][:24]:<24} (no parameter gradient: e.g. a loss without positives)')
+            continue
         _, _, g32, _, _ = forward_backward(reference, inputs, weights, mask)
         _, _, gjt, _, _ = forward_backward(candidate, inputs, weights, mask)
         params = [n for n in g64 if g64[n].abs().max() > 0 and n in gjt and n in g32]
@@ -125,7 +134,31 @@ def main(argv=None) -> int:
         print(f'{names[i][:24]:<24} {worst_jt[0]:>9.1e} {worst_jt[1][:44]:<44} '
               f'{worst_32[0]:>9.1e} {worst_32[1]}')
 
-    # 2. sign flips at layer outputs
+    # 2. decisions float32 cannot decide
+    with record_decisions(reference) as trace32:
+        forward_backward(reference, inputs, None, seed=args.seed)
+    with context(), record_decisions(referee) as trace64:
+        forward_backward(referee, inputs64, None, seed=args.seed)
+    report = margin_report(trace64, trace32)
+    undecided = report.undecided
+    print(f'\nReLU/max-pool decisions float32 cannot decide (float64 margin < 10x the float32 '
+          f'error bound): {len(undecided)} of {len(trace64.decisions)}')
+    if undecided:
+        print(f'{"decision":<44} {"min|f64|":>9} {"err PT32":>9} {"bound":>9} {"max|f64|":>9}')
+        rows = sorted(undecided, key=lambda d: d.margin / max(d.scale, 1e-30))
+        for d in rows[:args.top]:
+            error = report.errors32[d.index]
+            print(f'{d.label[:44]:<44} {d.margin:>9.1e} {error:>9.1e} '
+                  f'{float32_bound(error, d.scale):>9.1e} {d.scale:>9.1e}')
+        params = [n for n, _ in reference.named_parameters()]
+        upstream = [n for n in params if not report.param_grad_well_defined(n)]
+        print(f'float32 gradients upstream of them (machine-dependent): {len(upstream)} of '
+              f'{len(params)} parameters' + ('' if report.input_grad_well_defined() else
+                                             ' and the input'))
+    else:
+        print('none: every decision has its margin, so every float32 gradient is well-defined')
+
+    # 3. sign flips at layer outputs
     root = _jittor_root(candidate)
     if root is None:
         print('\n(no Jittor module to hook: sign flips not checked)')

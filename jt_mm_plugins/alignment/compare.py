@@ -227,10 +227,12 @@ def _param_rows(candidate, reference, cand_grads, ref_grads, tolerances, row, re
         compared = [r for r in group_rows if r.compared]
         worst = max(compared or group_rows, key=lambda r: (not r.ok, r.rel))
         worst.not_compared = len(group_rows) - len(compared)
-        worst.name = f'{group} ({len(names)} tensors, worst {worst.name})'
-        if worst.not_compared:
-            worst.name = f'{group} ({len(compared)}/{len(names)} compared, worst {worst.name})' \
-                if compared else f'{group} ({len(names)} tensors, none decidable in float32)'
+        if not worst.not_compared:
+            worst.name = f'{group} ({len(names)} tensors, worst {worst.name})'
+        elif compared:
+            worst.name = f'{group} ({len(compared)}/{len(names)} compared, worst {worst.name})'
+        else:
+            worst.name = f'{group} ({len(names)} tensors, none decidable in float32)'
         rows.append(worst)
     return rows
 

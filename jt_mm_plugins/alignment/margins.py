@@ -103,6 +103,8 @@ def record_decisions(module: torch.nn.Module) -> Iterator[DecisionTrace]:
     trace = DecisionTrace([], {})
     stack: List[str] = []
     names = {m: n for n, m in module.named_modules()}
+    # parameter names as ``module.named_parameters()`` gives them (a wrapper may rename them)
+    param_names = {id(p): n for n, p in module.named_parameters()}
     originals = (F.relu, F.max_pool2d)
 
     def record(kind, x, margin):
@@ -126,9 +128,9 @@ def record_decisions(module: torch.nn.Module) -> Iterator[DecisionTrace]:
     def pre_hook(m, _):
         name = names.get(m, '')
         stack.append(name)
-        for p_name, _ in m.named_parameters(recurse=False):
-            trace.first_call.setdefault(f'{name}.{p_name}' if name else p_name,
-                                        len(trace.decisions))
+        for p_name, p in m.named_parameters(recurse=False):
+            full = param_names.get(id(p), f'{name}.{p_name}' if name else p_name)
+            trace.first_call.setdefault(full, len(trace.decisions))
 
     def post_hook(m, _, __):
         if stack:
@@ -172,9 +174,9 @@ class MarginReport:
         return not self.undecided
 
     def param_grad_well_defined(self, name: str) -> bool:
-        # no first call recorded: the parameter did not take part; nothing decides its gradient
-        return self.trace64.first_call.get(name, len(self.trace64.decisions)) > \
-            self.last_undecided()
+        """No first call recorded (a parameter used outside its module's forward): conservatively
+        as early as the first decision."""
+        return self.trace64.first_call.get(name, 0) > self.last_undecided()
 
     def float64_violations(self, margin: float = FLOAT64_MARGIN) -> List[Decision]:
         """Decisions of the float64 run closer to their boundary than ``margin * scale``."""
