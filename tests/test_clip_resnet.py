@@ -7,8 +7,15 @@ Tolerances (float32, b the PyTorch value):
   of magnitude 4.8, i.e. 2.6e-5 scaled). Batch statistics make train mode ill-conditioned:
   PyTorch float32 itself differs from a float64 run of the same model by 9.4e-5 at C5 here, and
   Jittor's own distance to that float64 run is the same (9.1e-5);
-* gradients: relative(a, b) = max|a - b| / max(max|b|, 1e-6) < 1e-3.
+* gradients: relative(a, b) = max|a - b| / max(max|b|, 1e-6) < 1e-3, in float32 only where
+  float32 decides them: every ReLU decision after the parameter's module (all of them, for the
+  input gradient) lies farther from zero, in a float64 run of the reference, than 10x the float32
+  error bound there (jt_mm_plugins/alignment/margins.py). The others move by ~1e-2 with the
+  machine's rounding, in open_clip as much as in Jittor: they are counted, and the bridged test
+  compares every gradient float64 Jittor vs float64 torch (1e-5 relative, outputs 1e-6) after
+  asserting that no float64 ReLU input lies within 1e-9 of its scale from zero.
 """
+import copy
 import logging
 
 import numpy as np
@@ -16,6 +23,8 @@ import pytest
 import torch
 
 from jt_mm_plugins.runtime import jt  # noqa: I001  (configures Jittor before anything imports it)
+from jt_mm_plugins.alignment.compare import FLOAT64_TOLERANCES
+from jt_mm_plugins.alignment.margins import margin_report, record_decisions
 from jt_mm_plugins.models.backbones import clip_checkpoint
 from jt_mm_plugins.models.backbones.clip_checkpoint import (filter_for_backbone,
                                                             load_clip_visual_state_dict)
@@ -83,6 +92,24 @@ def output_weights(shapes, seed: int = 1) -> list:
     return [rng.randn(*s).astype(np.float32) for s in shapes]
 
 
+def traced_reference_run(ref, x_np):
+    """Forward and backward of the float32 reference (stage outputs weighted by
+    ``output_weights``) and of a float64 copy of it taken first, both with their ReLU decisions
+    recorded: (outputs, input, float64 outputs, float64 input, MarginReport)."""
+    ref64 = copy.deepcopy(ref).double()
+    results = []
+    traces = []
+    for model, dtype in ((ref, torch.float32), (ref64, torch.float64)):
+        x = torch.from_numpy(x_np).to(dtype).requires_grad_(True)
+        with record_decisions(model) as trace:
+            outs = torch_stage_outputs(model, x)
+        weights = output_weights([tuple(o.shape) for o in outs])
+        sum((o * torch.from_numpy(w).to(dtype)).sum() for o, w in zip(outs, weights)).backward()
+        results += [outs, x]
+        traces.append(trace)
+    return results + [ref64, margin_report(traces[1], traces[0])]
+
+
 # --------------------------------------------------------------------------------------------------
 # Pure Jittor module, weights copied through numpy
 # --------------------------------------------------------------------------------------------------
@@ -119,11 +146,8 @@ def test_pure_jittor_matches_open_clip(mode):
     getattr(model, mode)()
 
     x_np = make_input()
-    x_t = torch.from_numpy(x_np).requires_grad_(True)
-    ref_outs = torch_stage_outputs(ref, x_t)
+    ref_outs, x_t, _, _, _, report = traced_reference_run(ref, x_np)
     weights = output_weights([tuple(o.shape) for o in ref_outs])
-    loss_t = sum((o * torch.from_numpy(w)).sum() for o, w in zip(ref_outs, weights))
-    loss_t.backward()
 
     x_j = jt.array(x_np)
     outs = model(x_j)
@@ -146,11 +170,16 @@ def test_pure_jittor_matches_open_clip(mode):
                                                  'num_batches_tracked'))])
         loss_j = sum((o * jt.array(w)).sum() for o, w in zip(outs, weights))
         grads = jt.grad(loss_j, [x_j, *params])
-        assert relative_error(grads[0].numpy(), x_t.grad.numpy()) < GRAD_RTOL
+        if report.input_grad_well_defined():
+            assert relative_error(grads[0].numpy(), x_t.grad.numpy()) < GRAD_RTOL
         ref_params = dict(ref.named_parameters())
+        decided = [n for n in names if report.param_grad_well_defined(n)]
         for name, g in zip(names, grads[1:]):
-            err = relative_error(g.numpy(), ref_params[name].grad.numpy())
-            assert err < GRAD_RTOL, f'grad of {name}: relative error {err}'
+            if name in decided:  # the others: float64 in test_bridged_matches_open_clip
+                err = relative_error(g.numpy(), ref_params[name].grad.numpy())
+                assert err < GRAD_RTOL, f'grad of {name}: relative error {err}'
+        print(f'\n[clip-align] float32 gradients compared: {len(decided)} of {len(names)}; '
+              f'{report.summary()}')
 
 
 def test_out_indices_builds_only_needed_stages():
@@ -287,10 +316,14 @@ def test_bridged_matches_open_clip(mode):
     getattr(ref, mode)()
     getattr(wrapper, mode)()
 
+    wrapper64 = build_bridged()
+    load_reference_into(wrapper64, ref)
+    wrapper64.double()
+    getattr(wrapper64, mode)()
+
     x_np = make_input()
-    x_ref = torch.from_numpy(x_np).requires_grad_(True)
+    ref_outs, x_ref, ref64_outs, x_ref64, ref64, report = traced_reference_run(ref, x_np)
     x_jt = torch.from_numpy(x_np).requires_grad_(True)
-    ref_outs = torch_stage_outputs(ref, x_ref)
     outs = wrapper(x_jt)
     assert isinstance(outs, tuple) and len(outs) == 4
     for o, o_ref in zip(outs, ref_outs):
@@ -299,14 +332,36 @@ def test_bridged_matches_open_clip(mode):
         assert err < OUT_ATOL, f'{mode}: output error {err}'
 
     weights = [torch.from_numpy(w) for w in output_weights([tuple(o.shape) for o in ref_outs])]
-    sum((o * w).sum() for o, w in zip(ref_outs, weights)).backward()
     sum((o * w).sum() for o, w in zip(outs, weights)).backward()
-    assert relative_error(x_jt.grad.numpy(), x_ref.grad.numpy()) < GRAD_RTOL
+    # float32: the gradients float32 decides (module docstring)
+    if report.input_grad_well_defined():
+        assert relative_error(x_jt.grad.numpy(), x_ref.grad.numpy()) < GRAD_RTOL
     ref_params = dict(ref.named_parameters())
+    compared, total = 0, len(list(wrapper.named_parameters()))
     for name, p in wrapper.named_parameters():
         assert p.grad is not None, name
-        err = relative_error(p.grad.numpy(), ref_params[name].grad.numpy())
-        assert err < GRAD_RTOL, f'{mode}: grad of {name}: relative error {err}'
+        if report.param_grad_well_defined(name):
+            err = relative_error(p.grad.numpy(), ref_params[name].grad.numpy())
+            assert err < GRAD_RTOL, f'{mode}: grad of {name}: relative error {err}'
+            compared += 1
+    print(f'\n[clip-align] {mode}: float32 gradients compared {compared} of {total}; '
+          f'{report.summary()}')
+
+    # float64: every output and gradient
+    assert not report.float64_violations(), report.float64_violations()[:3]
+    x_jt64 = torch.from_numpy(x_np).double().requires_grad_(True)
+    outs64 = wrapper64(x_jt64)
+    for o, o_ref in zip(outs64, ref64_outs):
+        assert o.dtype == torch.float64
+        err = float((o.detach() - o_ref.detach()).abs().max())
+        assert err <= FLOAT64_TOLERANCES['output_abs'], f'{mode}: float64 output error {err}'
+    sum((o * w.double()).sum() for o, w in zip(outs64, weights)).backward()
+    rtol64 = FLOAT64_TOLERANCES['grad_rel']
+    assert relative_error(x_jt64.grad.numpy(), x_ref64.grad.numpy()) <= rtol64
+    ref64_params = dict(ref64.named_parameters())
+    for name, p in wrapper64.named_parameters():
+        err = relative_error(p.grad.numpy(), ref64_params[name].grad.numpy())
+        assert err <= rtol64, f'{mode}: float64 grad of {name}: relative error {err}'
 
     ref_buffers = dict(ref.named_buffers())
     for name, b in wrapper.named_buffers():
