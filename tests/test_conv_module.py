@@ -4,12 +4,23 @@ Each case builds mmcv's ``ConvModule`` and the Jittor twin with the same argumen
 torch weights (and BatchNorm running statistics), copies them into Jittor by name, and compares
 outputs (max abs <= 1e-4, float32) and the gradients of a random linear loss w.r.t. the input and
 every parameter (max|a - b| / max|b| <= 1e-3), in training and evaluation mode.
+
+Kinks: a piecewise activation (ReLU, LeakyReLU, ReLU6, PReLU, ELU, HSigmoid, HSwish, Clamp) whose
+input lies within float32 error of a kink takes either branch depending on the rounding of the
+machine, and moves the gradients upstream of it. Every comparison here first asserts, on a float64
+run of the mmcv module, that each activation input is farther from every kink than 10x the float32
+error bound there (jt_mm_plugins/alignment/margins.py): the inputs are built so that it holds (small
+tensors, ~1000 values of scale ~1: the nearest lies ~1e-3 away, the bound is ~1e-5), so the float32
+gradients compared are well-defined on any machine.
 """
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from jt_mm_plugins.runtime import jt  # noqa: I001  (configures Jittor before anything imports it)
+from jt_mm_plugins.alignment.margins import float32_bound
 from jt_mm_plugins.models.layers.activation import build_activation_layer
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d
 from jt_mm_plugins.models.layers.conv_module import ConvModule
@@ -63,9 +74,57 @@ def set_mode(jt_module: 'jt.nn.Module', torch_module: torch.nn.Module, train: bo
         m.is_train = train
 
 
+def kinks(act: torch.nn.Module) -> list:
+    """Where the activation's derivative jumps (none for smooth ones)."""
+    name = type(act).__name__
+    if name in ('ReLU', 'LeakyReLU', 'PReLU', 'ELU'):
+        return [0.0]
+    if name == 'ReLU6':
+        return [0.0, 6.0]
+    if name == 'HSigmoid':  # clamp((x + bias) / divisor, min_value, max_value)
+        return [act.min_value * act.divisor - act.bias, act.max_value * act.divisor - act.bias]
+    if name in ('HSwish', 'Hardswish'):  # x * relu6(x + 3) / 6
+        return [-3.0, 3.0]
+    if name == 'Clamp':
+        return [act.min, act.max]
+    return []
+
+
+def activation_inputs(torch_module: torch.nn.Module, x: torch.Tensor) -> list:
+    """(activation, its input) for every activation call of a forward of ``torch_module``."""
+    acts = [m for m in torch_module.modules() if kinks(m)]
+    seen = []
+    handles = [m.register_forward_pre_hook(
+        lambda m, args: seen.append((m, args[0].detach().double().clone()))) for m in acts]
+    try:
+        torch_module(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def assert_kink_margins(torch_module: torch.nn.Module, x: np.ndarray, train: bool) -> None:
+    """Every activation input farther from every kink, in a float64 run, than 10x the float32
+    error bound (the float32 run's distance from the float64 one)."""
+    module64 = copy.deepcopy(torch_module).double().train(train)
+    module32 = copy.deepcopy(torch_module).train(train)
+    pairs = list(zip(activation_inputs(module64, torch.tensor(x).double()),
+                     activation_inputs(module32, torch.tensor(x))))
+    for (act, v64), (_, v32) in pairs:
+        points = kinks(act)
+        margin = min(float((v64 - k).abs().min()) for k in points)
+        bound = float32_bound(float((v32 - v64).abs().max()), float(v64.abs().max()))
+        assert margin >= bound, (f'{type(act).__name__}: an input lies {margin:.2e} from a kink '
+                                 f'in {points}, within the float32 bound {bound:.2e}')
+    return len(pairs)
+
+
 def compare(jt_module, torch_module, x: np.ndarray, train: bool, seed: int = 1) -> dict:
-    """Run both modules on ``x``; return the errors of output, input grad and each param grad."""
+    """Run both modules on ``x``; return the errors of output, input grad and each param grad
+    (after asserting that no activation input lies near a kink: module docstring)."""
     set_mode(jt_module, torch_module, train)
+    assert_kink_margins(torch_module, x, train)
     x_t = torch.tensor(x, requires_grad=True)
     out_t = torch_module(x_t * 1.0)  # not the leaf itself: mmcv's activations may run in place
     g = np.random.default_rng(seed).standard_normal(out_t.shape).astype(np.float32)
