@@ -1,79 +1,25 @@
-"""Jittor twin of mmdet 3.3.0's ``AnchorHead`` (``mmdet/models/dense_heads/anchor_head.py``), with
-the parts of ``BaseDenseHead`` (``base_dense_head.py``) that anchor heads need.
+"""Jittor twin of mmdet 3.3.0's ``AnchorHead`` (``mmdet/models/dense_heads/anchor_head.py``).
 
-The Jittor-native interface replaces mmdet's structures by plain containers of Jittor Vars:
-
-* ``batch_img_metas``: list of dicts (mmdet's ``data_sample.metainfo``: ``img_shape``,
-  ``pad_shape``, ``scale_factor`` ...);
-* ``batch_gt_instances``: list of dicts ``{'bboxes': Var[N, 4], 'labels': Var[N]}``
-  (``batch_gt_instances_ignore``: the same with ``bboxes`` only, or None);
-* predictions: list of dicts ``{'bboxes': Var[K, 4], 'scores': Var[K], 'labels': Var[K]}``.
+The interface (plain containers of Jittor Vars instead of mmdet's structures) and the prediction
+path are those of :class:`JittorBaseDenseHead` (``base_dense_head.py``).
 
 Anchors, assigners, samplers, box coders and losses are the Jittor components built from the same
 mmdet-style configs by :func:`build_jittor_task_module` and :func:`build_jittor_loss`.
 """
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from jt_mm_plugins.models.task_modules import build_jittor_loss, build_jittor_task_module
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
+from ..utils import anchor_inside_flags, images_to_levels, multi_apply, unmap
+from .base_dense_head import JittorBaseDenseHead
 
 # Keys of an anchor head's ``train_cfg`` (mmdet reads ``assigner``, ``sampler``, ``allowed_border``
 # and ``pos_weight``; ``debug`` is carried by mmdet's configs and unused).
 TRAIN_CFG_KEYS = ('assigner', 'sampler', 'allowed_border', 'pos_weight', 'debug')
 REQUIRED_TRAIN_CFG_KEYS = ('assigner', 'allowed_border', 'pos_weight')
-
-
-def anchor_inside_flags(flat_anchors: jt.Var,
-                        valid_flags: jt.Var,
-                        img_shape: Sequence[int],
-                        allowed_border: int = 0) -> jt.Var:
-    """Flag the anchors that are valid and lie inside the image (within ``allowed_border``), as
-    mmdet's ``anchor_inside_flags``.
-
-    Args:
-        flat_anchors (jt.Var): Anchors (n, 4) in (x1, y1, x2, y2).
-        valid_flags (jt.Var): Bool valid flags (n,) of the anchor generator.
-        img_shape (Sequence[int]): (h, w, ...) of the image.
-        allowed_border (int): Pixels an anchor may exceed the image by; negative disables the
-            check. Defaults to 0.
-
-    Returns:
-        jt.Var: Bool flags (n,).
-    """
-    img_h, img_w = img_shape[:2]
-    if allowed_border < 0:
-        return valid_flags
-    inside = jt.logical_and(flat_anchors[:, 0] >= -allowed_border,
-                            flat_anchors[:, 1] >= -allowed_border)
-    inside = jt.logical_and(inside, flat_anchors[:, 2] < img_w + allowed_border)
-    inside = jt.logical_and(inside, flat_anchors[:, 3] < img_h + allowed_border)
-    return jt.logical_and(valid_flags, inside)
-
-
-def images_to_levels(target: List[jt.Var], num_levels: Sequence[int]) -> List[jt.Var]:
-    """Regroup per-image targets into per-level targets, as mmdet's ``images_to_levels``.
-
-    ``[target_img0, target_img1] -> [target_level0, target_level1, ...]``; each level target has
-    shape (num_imgs, num_level_anchors, ...).
-    """
-    stacked = jt.stack(target, dim=0)
-    level_targets = []
-    start = 0
-    for n in num_levels:
-        level_targets.append(stacked[:, start:start + n])
-        start += n
-    return level_targets
-
-
-def _unmap(data: np.ndarray, count: int, inds: np.ndarray, fill: Any = 0) -> np.ndarray:
-    """Scatter ``data`` (one row per index of ``inds``) into an array of ``count`` rows filled
-    with ``fill`` (mmdet's ``unmap`` with integer instead of boolean indices)."""
-    out = np.full((count, ) + data.shape[1:], fill, dtype=data.dtype)
-    out[inds] = data
-    return out
 
 
 def _gt_field(instances: Optional[Mapping], field: str, owner: str) -> Optional[jt.Var]:
@@ -98,15 +44,17 @@ def _as_boxes(boxes: jt.Var) -> jt.Var:
     return boxes.float32().reshape(-1, 4)
 
 
-class JittorAnchorHead(jt.nn.Module):
+class JittorAnchorHead(JittorBaseDenseHead):
     """Anchor-based dense head base (RPN, RetinaNet, SSD, ...), in Jittor, as mmdet's
     ``AnchorHead`` from `Faster R-CNN <https://arxiv.org/abs/1506.01497>`_.
 
     It holds the anchor generator (``prior_generator``), the box coder, the losses and, with a
     ``train_cfg``, the assigner and sampler; it computes targets (:meth:`get_targets`), losses
-    (:meth:`loss_by_feat`) and the per-image prediction loop (:meth:`predict_by_feat`). Subclasses
-    implement ``_init_layers``, ``forward_single`` and ``_predict_by_feat_single`` (this base
-    class is not registered: mmdet's own single-conv ``AnchorHead`` is never used on its own).
+    (:meth:`loss_by_feat`); the forward and the prediction path (``predict_by_feat`` ->
+    ``_predict_by_feat_single`` -> ``_bbox_post_process``, score factors and per-level ``nms_pre``
+    included) are :class:`JittorBaseDenseHead`'s. Subclasses implement ``_init_layers`` and
+    ``forward_single`` (this class is not registered: mmdet's own single-conv ``AnchorHead`` is
+    never used on its own).
 
     Args:
         num_classes (int): Number of categories excluding the background category.
@@ -207,107 +155,6 @@ class JittorAnchorHead(jt.nn.Module):
         raise NotImplementedError(f'{type(self).__name__} must implement _init_layers')
 
     # ----------------------------------------------------------------------------------------
-    # forward
-    # ----------------------------------------------------------------------------------------
-
-    def forward_single(self, x: jt.Var) -> Tuple[jt.Var, jt.Var]:
-        """Forward one level's features (subclasses)."""
-        raise NotImplementedError(f'{type(self).__name__} must implement forward_single')
-
-    def execute(self, x: Sequence[jt.Var]) -> Tuple[List[jt.Var], List[jt.Var]]:
-        """Forward features from the upstream network.
-
-        Args:
-            x (Sequence[jt.Var]): Features of each level, (N, C, H, W).
-
-        Returns:
-            tuple[list[jt.Var], list[jt.Var]]: ``cls_scores`` (N, num_base_priors *
-            cls_out_channels, H, W) and ``bbox_preds`` (N, num_base_priors * 4, H, W) per level.
-        """
-        if isinstance(x, jt.Var):
-            raise TypeError(f'{type(self).__name__}: expects a list/tuple of per-level features, '
-                            'got a single Var')
-        cls_scores, bbox_preds = [], []
-        for feat in x:
-            cls_score, bbox_pred = self.forward_single(feat)
-            cls_scores.append(cls_score)
-            bbox_preds.append(bbox_pred)
-        return cls_scores, bbox_preds
-
-    # ----------------------------------------------------------------------------------------
-    # the BaseDenseHead interface
-    # ----------------------------------------------------------------------------------------
-
-    def loss(self,
-             x: Sequence[jt.Var],
-             batch_gt_instances: List[Dict[str, jt.Var]],
-             batch_img_metas: List[dict],
-             batch_gt_instances_ignore: Optional[List[Dict[str, jt.Var]]] = None) -> dict:
-        """Forward, then compute the losses (mmdet's ``loss`` with unpacked data samples).
-
-        Args:
-            x (Sequence[jt.Var]): Features of each level.
-            batch_gt_instances (list[dict]): Per image ``{'bboxes', 'labels'}``.
-            batch_img_metas (list[dict]): Meta information of each image.
-            batch_gt_instances_ignore (list[dict], optional): Per image ``{'bboxes'}`` to ignore.
-                Defaults to None.
-
-        Returns:
-            dict: Loss components.
-        """
-        cls_scores, bbox_preds = self(x)
-        return self.loss_by_feat(cls_scores, bbox_preds, batch_gt_instances, batch_img_metas,
-                                 batch_gt_instances_ignore)
-
-    def loss_and_predict(
-        self,
-        x: Sequence[jt.Var],
-        batch_gt_instances: List[Dict[str, jt.Var]],
-        batch_img_metas: List[dict],
-        proposal_cfg: Optional[Dict] = None,
-        batch_gt_instances_ignore: Optional[List[Dict[str, jt.Var]]] = None
-    ) -> Tuple[dict, List[Dict[str, jt.Var]]]:
-        """Forward once, then compute the losses and the (detached) predictions.
-
-        Args:
-            x (Sequence[jt.Var]): Features of each level.
-            batch_gt_instances (list[dict]): Per image ``{'bboxes', 'labels'}``.
-            batch_img_metas (list[dict]): Meta information of each image.
-            proposal_cfg (dict, optional): Post-processing config; None means ``test_cfg``.
-                Defaults to None.
-            batch_gt_instances_ignore (list[dict], optional): Per image boxes to ignore.
-                Defaults to None.
-
-        Returns:
-            tuple[dict, list[dict]]: The losses and the predictions of each image.
-        """
-        cls_scores, bbox_preds = self(x)
-        losses = self.loss_by_feat(cls_scores, bbox_preds, batch_gt_instances, batch_img_metas,
-                                   batch_gt_instances_ignore)
-        predictions = self.predict_by_feat(
-            cls_scores, bbox_preds, batch_img_metas=batch_img_metas, cfg=proposal_cfg)
-        return losses, predictions
-
-    def predict(self,
-                x: Sequence[jt.Var],
-                batch_img_metas: List[dict],
-                rescale: bool = False) -> List[Dict[str, jt.Var]]:
-        """Forward, then post-process into per-image predictions.
-
-        Args:
-            x (Sequence[jt.Var]): Features of each level.
-            batch_img_metas (list[dict]): Meta information of each image.
-            rescale (bool): Whether to map boxes back to the original image
-                (divide by ``scale_factor``). Defaults to False.
-
-        Returns:
-            list[dict]: Per image ``{'bboxes', 'scores', 'labels'}``.
-        """
-        cls_scores, bbox_preds = self(x)
-        return self.predict_by_feat(
-            cls_scores, bbox_preds, batch_img_metas=batch_img_metas, rescale=rescale)
-
-    # ----------------------------------------------------------------------------------------
     # targets
     # ----------------------------------------------------------------------------------------
 
@@ -401,10 +248,10 @@ class JittorAnchorHead(jt.nn.Module):
 
         if unmap_outputs:
             num_total_anchors = int(flat_anchors.shape[0])
-            labels = _unmap(labels, num_total_anchors, inside_inds, fill=self.num_classes)
-            label_weights = _unmap(label_weights, num_total_anchors, inside_inds)
-            bbox_targets = _unmap(bbox_targets, num_total_anchors, inside_inds)
-            bbox_weights = _unmap(bbox_weights, num_total_anchors, inside_inds)
+            labels = unmap(labels, num_total_anchors, inside_inds, fill=self.num_classes)
+            label_weights = unmap(label_weights, num_total_anchors, inside_inds)
+            bbox_targets = unmap(bbox_targets, num_total_anchors, inside_inds)
+            bbox_weights = unmap(bbox_weights, num_total_anchors, inside_inds)
 
         return (jt.array(labels), jt.array(label_weights), jt.array(bbox_targets),
                 jt.array(bbox_weights), pos_inds, neg_inds, sampling_result)
@@ -543,73 +390,7 @@ class JittorAnchorHead(jt.nn.Module):
         concat_anchor_list = [jt.concat(list(anchors), dim=0) for anchors in anchor_list]
         all_anchor_list = images_to_levels(concat_anchor_list, num_level_anchors)
 
-        losses_cls, losses_bbox = [], []
-        for level in range(len(cls_scores)):
-            loss_cls, loss_bbox = self.loss_by_feat_single(
-                cls_scores[level], bbox_preds[level], all_anchor_list[level], labels_list[level],
-                label_weights_list[level], bbox_targets_list[level], bbox_weights_list[level],
-                avg_factor=avg_factor)
-            losses_cls.append(loss_cls)
-            losses_bbox.append(loss_bbox)
+        losses_cls, losses_bbox = multi_apply(
+            self.loss_by_feat_single, cls_scores, bbox_preds, all_anchor_list, labels_list,
+            label_weights_list, bbox_targets_list, bbox_weights_list, avg_factor=avg_factor)
         return dict(loss_cls=losses_cls, loss_bbox=losses_bbox)
-
-    # ----------------------------------------------------------------------------------------
-    # predictions
-    # ----------------------------------------------------------------------------------------
-
-    def predict_by_feat(self,
-                        cls_scores: List[jt.Var],
-                        bbox_preds: List[jt.Var],
-                        score_factors: Optional[List[jt.Var]] = None,
-                        batch_img_metas: Optional[List[dict]] = None,
-                        cfg: Optional[Dict] = None,
-                        rescale: bool = False,
-                        with_nms: bool = True) -> List[Dict[str, jt.Var]]:
-        """Turn the head's outputs into per-image predictions (no gradient flows into them).
-
-        Args:
-            cls_scores (list[jt.Var]): Per level (N, num_base_priors * cls_out_channels, H, W).
-            bbox_preds (list[jt.Var]): Per level (N, num_base_priors * 4, H, W).
-            score_factors (list[jt.Var], optional): Not supported by anchor heads here; must be
-                None. Defaults to None.
-            batch_img_metas (list[dict]): Meta information of each image.
-            cfg (dict, optional): Post-processing config; None means ``test_cfg``.
-                Defaults to None.
-            rescale (bool): Whether to map boxes back to the original image. Defaults to False.
-            with_nms (bool): Whether to apply NMS. Defaults to True.
-
-        Returns:
-            list[dict]: Per image ``{'bboxes', 'scores', 'labels'}``.
-        """
-        if len(cls_scores) != len(bbox_preds):
-            raise InputError(f'{type(self).__name__}: {len(cls_scores)} cls_scores levels but '
-                             f'{len(bbox_preds)} bbox_preds levels')
-        if score_factors is not None:
-            raise NotImplementedError(f'{type(self).__name__}: score_factors are not supported')
-        if batch_img_metas is None:
-            raise InputError(f'{type(self).__name__}.predict_by_feat needs batch_img_metas')
-        num_levels = len(cls_scores)
-        featmap_sizes = [tuple(int(s) for s in cls_scores[i].shape[-2:]) for i in range(num_levels)]
-        mlvl_priors = self.prior_generator.grid_priors(
-            featmap_sizes, dtype=str(cls_scores[0].dtype))
-
-        result_list = []
-        for img_id, img_meta in enumerate(batch_img_metas):
-            result_list.append(
-                self._predict_by_feat_single(
-                    cls_score_list=[cls_scores[i][img_id].detach() for i in range(num_levels)],
-                    bbox_pred_list=[bbox_preds[i][img_id].detach() for i in range(num_levels)],
-                    score_factor_list=[None] * num_levels,
-                    mlvl_priors=mlvl_priors,
-                    img_meta=img_meta,
-                    cfg=cfg,
-                    rescale=rescale,
-                    with_nms=with_nms))
-        return result_list
-
-    def _predict_by_feat_single(self, cls_score_list: List[jt.Var], bbox_pred_list: List[jt.Var],
-                                score_factor_list: List[Optional[jt.Var]],
-                                mlvl_priors: List[jt.Var], img_meta: dict, cfg: Optional[Dict],
-                                rescale: bool = False, with_nms: bool = True) -> Dict[str, jt.Var]:
-        """Post-process one image (subclasses)."""
-        raise NotImplementedError(f'{type(self).__name__} must implement _predict_by_feat_single')

@@ -1,8 +1,6 @@
 """Jittor twin of mmdet 3.3.0's ``RPNHead`` (``mmdet/models/dense_heads/rpn_head.py``)."""
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
-
 from jt_mm_plugins.bridge import BridgedDenseHead, register_jittor_module
 from jt_mm_plugins.models.layers.conv2d import Conv2d
 from jt_mm_plugins.models.layers.conv_module import ConvModule
@@ -152,15 +150,10 @@ class JittorRPNHead(JittorAnchorHead):
             raise KeyError(f'JittorRPNHead: {name} lacks {missing}, got {dict(cfg)!r}')
         return cfg
 
-    def _predict_by_feat_single(self,
-                                cls_score_list: List[jt.Var],
-                                bbox_pred_list: List[jt.Var],
+    def _predict_by_feat_single(self, cls_score_list: List[jt.Var], bbox_pred_list: List[jt.Var],
                                 score_factor_list: List[Optional[jt.Var]],
-                                mlvl_priors: List[jt.Var],
-                                img_meta: dict,
-                                cfg: Optional[Dict],
-                                rescale: bool = False,
-                                with_nms: bool = True) -> Dict[str, jt.Var]:
+                                mlvl_priors: List[jt.Var], img_meta: dict, cfg: Optional[Dict],
+                                rescale: bool = False, with_nms: bool = True) -> Dict[str, jt.Var]:
         """Proposals of one image: per level the ``nms_pre`` best anchors, decoded and clipped to
         ``img_shape``, then :meth:`_bbox_post_process`.
 
@@ -189,17 +182,10 @@ class JittorRPNHead(JittorAnchorHead):
         mlvl_bbox_preds, mlvl_valid_priors, mlvl_scores, level_ids = [], [], [], []
         for level_idx, (cls_score, bbox_pred, priors) in enumerate(
                 zip(cls_score_list, bbox_pred_list, mlvl_priors)):
-            if tuple(cls_score.shape[-2:]) != tuple(bbox_pred.shape[-2:]):
-                raise InputError(f'JittorRPNHead: level {level_idx} cls_score {cls_score.shape} '
-                                 f'and bbox_pred {bbox_pred.shape} differ in size')
+            self._check_level_sizes(level_idx, cls_score, bbox_pred)
             bbox_pred = bbox_pred.permute(1, 2, 0).reshape(-1, reg_dim)
-            cls_score = cls_score.permute(1, 2, 0).reshape(-1, self.cls_out_channels)
-            if self.use_sigmoid_cls:
-                scores = cls_score.sigmoid()
-            else:
-                # foreground is label 0, background the last channel (mmdet >= 2.0)
-                scores = jt.nn.softmax(cls_score, dim=-1)[:, :-1]
-            scores = scores.reshape(-1)
+            # foreground is label 0 (softmax: background is the last channel, mmdet >= 2.0)
+            scores = self._level_scores(cls_score).reshape(-1)
             if 0 < nms_pre < scores.shape[0]:
                 # mmdet sorts (not topk); ties keep their index order here
                 rank_inds, ranked_scores = descending_order(scores)
@@ -243,20 +229,10 @@ class JittorRPNHead(JittorAnchorHead):
         """
         if not with_nms:
             raise InputError('JittorRPNHead: `with_nms` must be True')
-        bboxes, scores, level_ids = results['bboxes'], results['scores'], results['level_ids']
         if rescale:
-            if img_meta is None or img_meta.get('scale_factor') is None:
-                raise KeyError('JittorRPNHead: rescale=True needs img_meta["scale_factor"]')
-            bboxes = bboxes * self._inverse_scale(img_meta['scale_factor'])
-
-        min_bbox_size = cfg.get('min_bbox_size', -1)
-        if min_bbox_size >= 0:
-            w = bboxes[:, 2] - bboxes[:, 0]
-            h = bboxes[:, 3] - bboxes[:, 1]
-            valid = jt.logical_and(w > min_bbox_size, h > min_bbox_size).numpy()
-            if not valid.all():
-                keep = jt.array(np.nonzero(valid)[0].astype(np.int32))
-                bboxes, scores, level_ids = bboxes[keep], scores[keep], level_ids[keep]
+            results = self._rescale_results(results, img_meta)
+        results = self._filter_min_bbox_size(results, cfg.get('min_bbox_size', -1))
+        bboxes, scores, level_ids = results['bboxes'], results['scores'], results['level_ids']
 
         if bboxes.numel() == 0:
             return dict(
@@ -271,12 +247,3 @@ class JittorRPNHead(JittorAnchorHead):
         return dict(
             bboxes=bboxes, scores=scores,
             labels=jt.zeros((scores.shape[0], ), dtype='int64'))
-
-    @staticmethod
-    def _inverse_scale(scale_factor) -> jt.Var:
-        """``[1/sw, 1/sh, 1/sw, 1/sh]`` in float32, as mmdet's ``scale_boxes`` multiplies."""
-        factors = [1 / s for s in scale_factor]
-        if len(factors) != 2:
-            raise InputError(f'JittorRPNHead: scale_factor must be (w_scale, h_scale), got '
-                             f'{scale_factor!r}')
-        return jt.array(np.array(factors * 2, dtype=np.float32))

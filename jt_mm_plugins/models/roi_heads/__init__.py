@@ -4,7 +4,7 @@ from .convfc_bbox_head import (JittorConvFCBBoxHead, JittorShared2FCBBoxHead,
                                JittorShared4Conv1FCBBoxHead)
 from .single_roi_extractor import JittorSingleRoIExtractor
 from .standard_roi_head import JittorStandardRoIHead
-from .utils import bbox2roi, multiclass_nms
+from ..utils import bbox2roi, multiclass_nms
 
 __all__ = [
     'JittorBBoxHead', 'JittorConvFCBBoxHead', 'JittorShared2FCBBoxHead',

@@ -9,7 +9,7 @@ from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.models.task_modules import build_jittor_loss, build_jittor_task_module
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
-from .utils import (accuracy, cfg_get, cfg_require, concat_rows, empty_bbox_results,
+from ..utils import (accuracy, cfg_get, cfg_require, concat_rows, empty_bbox_results,
                     multiclass_nms, take_rows)
 
 #: Predictor layer types a config may name in ``cls_predictor_cfg``/``reg_predictor_cfg``.

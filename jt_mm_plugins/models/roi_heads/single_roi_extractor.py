@@ -8,7 +8,7 @@ from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.ops.roi_align import RoIAlign
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
-from .utils import take_rows
+from ..utils import take_rows
 
 #: RoI layers a config may name in ``roi_layer=dict(type=...)`` (mmcv's names).
 ROI_LAYERS = {'RoIAlign': RoIAlign}

@@ -8,7 +8,7 @@ from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
 # Importing the children registers them, so configs can name them.
 from . import convfc_bbox_head, single_roi_extractor  # noqa: F401
-from .utils import (bbox2roi, build_jittor_child, cfg_get, cfg_require, empty_bbox_results,
+from ..utils import (bbox2roi, build_jittor_child, cfg_get, cfg_require, empty_bbox_results,
                     split_rows)
 
 
