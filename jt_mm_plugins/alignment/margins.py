@@ -31,9 +31,11 @@ recording runs. ``nn.ReLU`` and ``nn.MaxPool2d`` call them, and so do mmdet's fu
 hooked: none of the references here calls them.
 """
 import contextlib
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -65,7 +67,16 @@ class DecisionTrace:
 
 
 def _relu_margin(x: torch.Tensor) -> float:
-    return float(x.abs().min()) if x.numel() else float('inf')
+    """Smallest ``|x|``. On an input with no negative value (the output of an earlier ReLU, e.g.
+    mmdet's ``F.relu`` after a ConvModule that already has one) exact zeros are left out: they are
+    that ReLU's zeros, exact in any precision (its own margin is recorded), and both torch and the
+    Jittor kernels give them a zero gradient (``y > 0`` masks)."""
+    if not x.numel():
+        return float('inf')
+    if bool((x >= 0).all()):
+        x = x[x != 0]
+        return float(x.min()) if x.numel() else float('inf')
+    return float(x.abs().min())
 
 
 def _max_pool_margin(x: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1,
@@ -149,6 +160,91 @@ def record_decisions(module: torch.nn.Module) -> Iterator[DecisionTrace]:
             h.remove()
 
 
+def _order_margin(values: torch.Tensor, dim: int = -1) -> float:
+    """Smallest gap between two values a sort along ``dim`` puts next to each other (numpy: no
+    recursion into the patched sort)."""
+    v = values.detach().double().cpu().numpy()
+    if v.ndim == 0 or v.shape[dim] < 2:
+        return float('inf')
+    gaps = np.diff(np.sort(v, axis=dim), axis=dim)
+    return float(gaps.min()) if gaps.size else float('inf')
+
+
+def _iou_matrix(boxes: np.ndarray, offset: int = 0) -> np.ndarray:
+    area = (boxes[:, 2] - boxes[:, 0] + offset) * (boxes[:, 3] - boxes[:, 1] + offset)
+    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    wh = np.clip(rb - lt + offset, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-12)
+
+
+@contextlib.contextmanager
+def record_selections() -> Iterator[DecisionTrace]:
+    """Record the discrete choices made on computed values in the block: every sort / topk of a
+    floating tensor (``Tensor.sort``, ``Tensor.topk``, ``torch.sort``, ``torch.topk``: their
+    margin is the smallest gap between neighbours in sorted order, which also decides a top-k
+    cut) and every mmcv NMS call (margin: the smallest ``|IoU - threshold|`` over all pairs of its
+    boxes, or the smallest gap between its scores if smaller; its value is the IoU matrix). A choice within float32 error of its boundary selects
+    other proposals / another order on another machine; tests assert that none is."""
+    trace = DecisionTrace([], {})
+
+    def record(kind, value, margin, scale):
+        value = torch.as_tensor(value).detach().double().clone()
+        trace.decisions.append(Decision(len(trace.decisions), kind, '', margin, scale, value))
+
+    def sorted_values(name, original):
+        def wrapper(input, *args, **kwargs):
+            if torch.is_tensor(input) and input.is_floating_point() and input.numel():
+                dim = kwargs.get('dim', args[0] if name == 'sort' and args and
+                                 isinstance(args[0], int) else -1)
+                if name == 'topk':
+                    dim = kwargs.get('dim', args[1] if len(args) > 1 else -1)
+                record(name, input, _order_margin(input, dim),
+                       float(input.detach().abs().max()))
+            return original(input, *args, **kwargs)
+        return wrapper
+
+    patched = [(torch.Tensor, 'sort'), (torch.Tensor, 'topk'), (torch, 'sort'), (torch, 'topk')]
+    originals = [getattr(owner, name) for owner, name in patched]
+    nms_module = ext = None
+    try:
+        import importlib
+        nms_module = importlib.import_module('mmcv.ops.nms')
+        ext = nms_module.ext_module
+    except ImportError:
+        pass
+
+    class _RecordingNMS:
+        def __getattr__(self, name):
+            return getattr(ext, name)
+
+        @staticmethod
+        def nms(boxes, scores, iou_threshold, offset=0, *args, **kwargs):
+            if boxes.numel():
+                ious = _iou_matrix(boxes.detach().double().cpu().numpy(), int(offset))
+                off_diagonal = ~np.eye(len(ious), dtype=bool)
+                margin = float(np.abs(ious[off_diagonal] - iou_threshold).min()) \
+                    if off_diagonal.any() else float('inf')
+                # the order of the scores decides which of two overlapping boxes survives, and the
+                # order (and any top-k cut) of what is kept
+                margin = min(margin, _order_margin(scores))
+                record('nms', ious, margin, 1.0)
+            return ext.nms(boxes, scores, iou_threshold, offset, *args, **kwargs)
+
+    for (owner, name), original in zip(patched, originals):
+        setattr(owner, name, sorted_values(name, original))
+    if ext is not None:
+        nms_module.ext_module = _RecordingNMS()
+    try:
+        yield trace
+    finally:
+        for (owner, name), original in zip(patched, originals):
+            setattr(owner, name, original)
+        if ext is not None:
+            nms_module.ext_module = ext
+
+
 def trace_decisions(module: torch.nn.Module, run: Callable[[], Any]) -> DecisionTrace:
     """``run()`` (a forward, or forward and backward, of ``module``) under :func:`record_decisions`."""
     with record_decisions(module) as trace:
@@ -221,6 +317,47 @@ def measure_margins(reference32: torch.nn.Module, reference64: torch.nn.Module,
     trace64 = trace_decisions(reference64, run64)
     trace32 = trace_decisions(reference32, run32)
     return margin_report(trace64, trace32)
+
+
+def selection_report(run32: Callable[[], Any], run64: Callable[[], Any],
+                     float64_context: Callable[[], Any] = contextlib.nullcontext) -> MarginReport:
+    """:func:`record_selections` around a float64 and a float32 run of the same computation: which
+    sorts / top-k cuts / NMS suppressions float32 decides (``undecided`` must be empty for a test
+    that compares the selected items or their order)."""
+    with float64_context(), record_selections() as trace64:
+        run64()
+    with record_selections() as trace32:
+        run32()
+    return margin_report(trace64, trace32)
+
+
+def all_decisions_report(module: torch.nn.Module, run: Callable[[torch.nn.Module, torch.dtype], Any],
+                         float64_context: Optional[Callable[[], Any]] = None) -> MarginReport:
+    """``run(copy, dtype)`` on a float32 and a float64 copy of ``module`` (the module itself is left
+    untouched), recording every ReLU / max-pool decision and every sort / top-k / NMS selection;
+    one report over all of them (ReLU/max-pool first, then selections)."""
+    if float64_context is None:
+        from .pairs import mmcv_nms_accepts_float64 as float64_context
+    traces = {}
+    for dtype, context in ((torch.float64, float64_context), (torch.float32, contextlib.nullcontext)):
+        copy_ = copy.deepcopy(module).to(dtype)
+        with context(), record_selections() as selections, record_decisions(copy_) as relus:
+            run(copy_, dtype)
+        for d in selections.decisions:
+            d.index += len(relus.decisions)
+        traces[dtype] = DecisionTrace(relus.decisions + selections.decisions, relus.first_call)
+    return margin_report(traces[torch.float64], traces[torch.float32])
+
+
+def assert_float32_decides(module: torch.nn.Module, run: Callable[[torch.nn.Module, torch.dtype], Any],
+                           float64_context: Optional[Callable[[], Any]] = None) -> MarginReport:
+    """Assert that float32 decides every decision of ``run`` (see :func:`all_decisions_report`):
+    for tests that build their inputs so that it holds, and then compare everything."""
+    report = all_decisions_report(module, run, float64_context)
+    undecided = [f'{d.label} (margin {d.margin:.1e}, float32 error '
+                 f'{report.errors32[d.index]:.1e})' for d in report.undecided]
+    assert not undecided, f'decisions within float32 error of their boundary: {undecided}'
+    return report
 
 
 def well_defined_param_names(report: MarginReport, names: Sequence[str]) -> List[str]:
