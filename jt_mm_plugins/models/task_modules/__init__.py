@@ -1,7 +1,9 @@
 """Jittor task modules (prior generators, coders, assigners, samplers) under mmdet's names."""
 from .anchor_generator import AnchorGenerator
 from .assign_result import AssignResult
+from .atss_assigner import ATSSAssigner
 from .delta_xywh_coder import DeltaXYWHBBoxCoder, bbox2delta, delta2bbox
+from .distance_point_coder import DistancePointBBoxCoder, bbox2distance, distance2bbox
 from .iou2d_calculator import BboxOverlaps2D
 from .max_iou_assigner import MaxIoUAssigner
 from .pseudo_sampler import PseudoSampler
@@ -12,6 +14,7 @@ from .sampling_result import SamplingResult
 
 __all__ = [
     'JITTOR_TASK_UTILS', 'JITTOR_LOSSES', 'build_jittor_task_module', 'build_jittor_loss',
-    'AnchorGenerator', 'DeltaXYWHBBoxCoder', 'bbox2delta', 'delta2bbox', 'BboxOverlaps2D',
-    'MaxIoUAssigner', 'AssignResult', 'RandomSampler', 'PseudoSampler', 'SamplingResult'
+    'AnchorGenerator', 'DeltaXYWHBBoxCoder', 'bbox2delta', 'delta2bbox', 'DistancePointBBoxCoder',
+    'bbox2distance', 'distance2bbox', 'BboxOverlaps2D', 'MaxIoUAssigner', 'ATSSAssigner',
+    'AssignResult', 'RandomSampler', 'PseudoSampler', 'SamplingResult'
 ]

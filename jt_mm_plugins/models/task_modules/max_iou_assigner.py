@@ -15,6 +15,19 @@ def _unpack(obj: Any, field: str) -> Any:
     return getattr(obj, field) if hasattr(obj, field) else obj
 
 
+def unpack_assign_inputs(priors: Any, gt_bboxes: Any, gt_labels: Optional[jt.Var],
+                         gt_bboxes_ignore: Optional[Any]) -> Tuple[jt.Var, jt.Var, Optional[jt.Var],
+                                                                   Optional[jt.Var]]:
+    """An assigner's inputs as Vars: ``priors``, ``gt_bboxes``, ``gt_labels`` (from
+    ``gt_bboxes.labels`` when an instance object is given and no labels are) and
+    ``gt_bboxes_ignore``; each may be a Var or an mmdet-style ``InstanceData``."""
+    if gt_labels is None and hasattr(gt_bboxes, 'labels'):
+        gt_labels = gt_bboxes.labels
+    if gt_bboxes_ignore is not None:
+        gt_bboxes_ignore = _unpack(gt_bboxes_ignore, 'bboxes')
+    return _unpack(priors, 'priors'), _unpack(gt_bboxes, 'bboxes'), gt_labels, gt_bboxes_ignore
+
+
 def _first_argmax(x: jt.Var, dim: int) -> Tuple[jt.Var, jt.Var]:
     """(max values, index of the FIRST maximum) along ``dim`` of a 2-D Var.
 
@@ -116,12 +129,8 @@ class MaxIoUAssigner:
         Returns:
             AssignResult: The assignment.
         """
-        if gt_labels is None and hasattr(gt_bboxes, 'labels'):
-            gt_labels = gt_bboxes.labels
-        priors = _unpack(priors, 'priors')
-        gt_bboxes = _unpack(gt_bboxes, 'bboxes')
-        if gt_bboxes_ignore is not None:
-            gt_bboxes_ignore = _unpack(gt_bboxes_ignore, 'bboxes')
+        priors, gt_bboxes, gt_labels, gt_bboxes_ignore = unpack_assign_inputs(
+            priors, gt_bboxes, gt_labels, gt_bboxes_ignore)
 
         overlaps = self.iou_calculator(gt_bboxes, priors)
         num_priors = priors.shape[0] if priors.ndim > 1 else 0
