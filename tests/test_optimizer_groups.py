@@ -103,3 +103,35 @@ def test_norm_layers_are_norm_layers_for_mmengine():
     count = {m: sum(isinstance(x, (_BatchNorm, torch.nn.GroupNorm)) for x in m.modules())
              for m in (candidate, reference)}
     assert count[candidate] == count[reference] > 0
+
+
+def test_a_training_step_with_weight_decay_moves_the_twins_alike():
+    """One SGD step with a large weight decay that ``norm_decay_mult=0`` exempts the norms from.
+
+    FPN with BatchNorm and no activation: the loss is smooth (no ReLU kink or argmax a float32
+    run could decide differently), so both twins must land on the same weights. The control step
+    without ``paramwise_cfg`` shows the decay on the norms is large enough to be seen."""
+    from mmdet.registry import MODELS
+    cfg = dict(in_channels=[8, 16, 32], out_channels=8, num_outs=3, norm_cfg=dict(type='BN'))
+    torch.manual_seed(0)
+    reference = MODELS.build(dict(type='FPN', **cfg))
+    candidate = MODELS.build(dict(type='JittorFPN', **cfg))
+    control = MODELS.build(dict(type='JittorFPN', **cfg))
+    for model in (candidate, control):
+        model.load_state_dict(reference.state_dict())
+    feats = tuple(torch.randn(2, c, 16 // 2**i, 16 // 2**i) for i, c in enumerate([8, 16, 32]))
+    weights = [torch.randn(2, 8, 16 // 2**i, 16 // 2**i) for i in range(3)]
+    optimizer = dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=0.5)
+    for model, paramwise_cfg in ((reference, dict(norm_decay_mult=0.)),
+                                 (candidate, dict(norm_decay_mult=0.)), (control, {})):
+        wrapper = build_optim_wrapper(model, dict(optimizer=optimizer, paramwise_cfg=paramwise_cfg))
+        model.train()
+        loss = sum((out * w).sum() for out, w in zip(model(feats), weights))
+        wrapper.update_params(loss)
+    expected = reference.state_dict()
+    for name, value in candidate.state_dict().items():
+        assert (value.double() - expected[name].double()).abs().max() < 1e-5, name
+    norm_weights = [n for n in expected if '.bn.weight' in n]
+    assert norm_weights
+    moved = max(float((control.state_dict()[n] - expected[n]).abs().max()) for n in norm_weights)
+    assert moved > 1e-2  # lr * weight_decay * |weight| = 0.05 for these weights of 1
