@@ -42,6 +42,7 @@ import torch.nn.functional as F
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 FLOAT32_MARGIN_FACTOR = 10.0
 FLOAT64_MARGIN = 1e-9
+GRADIENT_MASKS = ('relu', 'max_pool2d')  # decisions that mask gradients (the others select items)
 
 
 @dataclass
@@ -166,7 +167,9 @@ def _order_margin(values: torch.Tensor, dim: int = -1) -> float:
     v = values.detach().double().cpu().numpy()
     if v.ndim == 0 or v.shape[dim] < 2:
         return float('inf')
-    gaps = np.diff(np.sort(v, axis=dim), axis=dim)
+    with np.errstate(invalid='ignore'):
+        gaps = np.diff(np.sort(v, axis=dim), axis=dim)
+    gaps = gaps[np.isfinite(gaps)]  # equal infinities (masked entries) are exact in any precision
     return float(gaps.min()) if gaps.size else float('inf')
 
 
@@ -185,7 +188,9 @@ def record_selections() -> Iterator[DecisionTrace]:
     floating tensor (``Tensor.sort``, ``Tensor.topk``, ``torch.sort``, ``torch.topk``: their
     margin is the smallest gap between neighbours in sorted order, which also decides a top-k
     cut) and every mmcv NMS call (margin: the smallest ``|IoU - threshold|`` over all pairs of its
-    boxes, or the smallest gap between its scores if smaller; its value is the IoU matrix). A choice within float32 error of its boundary selects
+    boxes, or the smallest score gap between two boxes overlapping beyond the threshold if smaller:
+    which boxes survive; its value is the IoU matrix), and with it an ``nms order`` entry (the
+    smallest gap between any two of its scores: the order of the survivors and any top-k cut). A choice within float32 error of its boundary selects
     other proposals / another order on another machine; tests assert that none is."""
     trace = DecisionTrace([], {})
 
@@ -226,10 +231,15 @@ def record_selections() -> Iterator[DecisionTrace]:
                 off_diagonal = ~np.eye(len(ious), dtype=bool)
                 margin = float(np.abs(ious[off_diagonal] - iou_threshold).min()) \
                     if off_diagonal.any() else float('inf')
-                # the order of the scores decides which of two overlapping boxes survives, and the
-                # order (and any top-k cut) of what is kept
-                margin = min(margin, _order_margin(scores))
+                # which of two boxes overlapping beyond the threshold survives: their score order
+                s64 = scores.detach().double().cpu().numpy()
+                overlapping = off_diagonal & (ious > iou_threshold)
+                if overlapping.any():
+                    gaps = np.abs(s64[:, None] - s64[None, :])[overlapping]
+                    margin = min(margin, float(gaps.min()))
                 record('nms', ious, margin, 1.0)
+                # the order of what is kept (and any top-k cut of it): every score gap
+                record('nms order', s64, _order_margin(scores), float(np.abs(s64).max()))
             return ext.nms(boxes, scores, iou_threshold, offset, *args, **kwargs)
 
     for (owner, name), original in zip(patched, originals):
@@ -264,10 +274,11 @@ class MarginReport:
         return [d for d, ok in zip(self.trace64.decisions, self.decided) if not ok]
 
     def last_undecided(self) -> int:
-        return max((d.index for d in self.undecided), default=-1)
+        """The last undecided gradient mask (ReLU / max pool; selections are judged apart)."""
+        return max((d.index for d in self.undecided if d.kind in GRADIENT_MASKS), default=-1)
 
     def input_grad_well_defined(self) -> bool:
-        return not self.undecided
+        return self.last_undecided() < 0
 
     def param_grad_well_defined(self, name: str) -> bool:
         """No first call recorded (a parameter used outside its module's forward): conservatively
@@ -282,7 +293,8 @@ class MarginReport:
         n = len(self.trace64.decisions)
         worst = min(self.trace64.decisions, key=lambda d: d.margin / max(d.scale, 1e-30),
                     default=None)
-        text = f'{n} ReLU/max-pool calls, {n - len(self.undecided)} decided in float32'
+        text = (f'{n} decisions (ReLU, max pool, sort, NMS), '
+                f'{n - len(self.undecided)} decided in float32')
         if worst is not None:
             text += (f'; smallest float64 margin {worst.margin:.1e} (scale {worst.scale:.1e}, '
                      f'{worst.label})')
