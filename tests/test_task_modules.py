@@ -4,7 +4,14 @@
 * DeltaXYWHBBoxCoder: encode/decode within 1e-5 (max |a - b| / max(1, |b|)), decode gradients
   within 1e-4 relative.
 * MaxIoUAssigner: gt_inds and labels identical, max_overlaps within 1e-6, on random boxes, on
-  anchors with ties, with ignore boxes, with no gt, no priors, and everything ignored.
+  anchors with ties, with ignore boxes, with no gt, no priors, and everything ignored. The random
+  boxes are checked first to keep every decision away from its boundary (float64 IoUs): no IoU
+  within 1e-5 of a threshold, and the best and second-best IoU of every prior (over gts) and of every
+  gt (over priors, for low-quality matching) either exactly equal (non-overlapping: 0, exact in
+  any precision) or 1e-5 apart, 10x float32's error on these IoUs (~1e-6): the two float32
+  implementations (Jittor's kernels are compiled with -Ofast, so may contract to FMA) then take
+  the same branches on any machine. The anchor-grid case has exact ties by symmetry instead (the
+  same operations on mirrored numbers: tied in any precision), broken by index on both sides.
 * RandomSampler / PseudoSampler: identical results where no randomness is involved (all candidates
   fit), identical results with randomness removed on both sides (Jittor ``deterministic=True``,
   mmdet's ``random_choice`` patched to take the first candidates), and sizes/fractions/seeding of
@@ -231,6 +238,39 @@ ASSIGNER_CFGS = {
 }
 
 
+IOU_MARGIN = 1e-5
+
+
+def assert_assignment_margins(cfg, priors, gts, ignore=None) -> None:
+    """Float64 IoUs / IoFs: every threshold and every argmax has IOU_MARGIN (module docstring)."""
+    def iou(a, b, mode='iou'):
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        lt = np.maximum(a[:, None, :2], b[None, :, :2])
+        rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+        inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+        area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+        union = area(a)[:, None] + (area(b)[None] - inter if mode == 'iou' else 0)
+        return inter / np.maximum(union, 1e-6)
+
+    if len(priors) == 0 or len(gts) == 0:
+        return
+    overlaps = iou(priors, gts)  # (priors, gts)
+    thresholds = [cfg['pos_iou_thr'], cfg.get('min_pos_iou', 0.0)]
+    neg = cfg['neg_iou_thr']
+    thresholds += list(neg) if isinstance(neg, tuple) else [neg]
+    positive = overlaps[overlaps > 0]  # zeros (no overlap) are exact in any precision
+    assert min(np.abs(positive - t).min() for t in thresholds) >= IOU_MARGIN
+    for values in (overlaps, overlaps.T):  # best gt of each prior, best prior of each gt
+        if values.shape[1] > 1:
+            top2 = -np.sort(-values, axis=1)[:, :2]
+            gap = top2[:, 0] - top2[:, 1]
+            assert np.all((gap == 0) & (top2[:, 0] == 0) | (gap >= IOU_MARGIN)), gap.min()
+    if ignore is not None and cfg.get('ignore_iof_thr', -1) > 0:
+        iof = iou(priors, ignore, mode='iof') if cfg.get('ignore_wrt_candidates', True) else \
+            iou(ignore, priors, mode='iof').T
+        assert np.abs(iof[iof > 0] - cfg['ignore_iof_thr']).min() >= IOU_MARGIN
+
+
 def run_both_assigners(cfg, priors, gts, labels, ignore=None):
     ours = MaxIoUAssigner(**cfg).assign(
         jt.array(priors), jt.array(gts), jt.array(labels),
@@ -261,6 +301,7 @@ def test_max_iou_assigner_random_boxes(name, seed):
     priors = np.concatenate([random_boxes(rng, 60), np.repeat(gts, 3, axis=0) + jitter])
     labels = rng.integers(0, 5, size=6)
     ignore = random_boxes(rng, 3, min_size=20) if 'ignore' in name else None
+    assert_assignment_margins(ASSIGNER_CFGS[name], priors, gts, ignore)
     ours, ref = run_both_assigners(ASSIGNER_CFGS[name], priors, gts, labels, ignore)
     assert_same_assignment(ours, ref)
     gt_inds = ours.gt_inds.numpy()
