@@ -18,17 +18,29 @@ run of it is from that float64 run at each of them. The rule (used by the alignm
   PyTorch reference's value of the same tensor. The measured error of PyTorch and of Jittor (1.5-2x
   PyTorch's, see the README) then stays far below the margin on any machine: no float32 run can
   flip it.
-* a parameter's float32 gradient is **well-defined** when every decision executed after its module's
-  first call is decided in float32; the input gradient when every decision is. The others are not
-  compared in float32 (the float64 comparison covers them), and the count is reported.
+* a parameter's float32 gradient is **well-defined** when every ReLU / max-pool decision executed
+  after its module's first call is decided in float32; the input gradient when every one is. The
+  others are not compared in float32 (a float64 comparison covers them where the candidate runs in
+  float64), and the count is reported.
 * **float64 margin**: in a float64 run every decision must be farther than ``FLOAT64_MARGIN``
   (1e-9) times its tensor's scale from its boundary, where float64 rounding is ~1e-15 relative: a
-  float64 candidate is then compared on every gradient with the float32 tolerances, on any machine.
+  float64 candidate is then compared on every output and gradient (``FLOAT64_TOLERANCES`` in
+  compare.py), on any machine.
+* **selections** (:func:`record_selections`): sorts / top-k cuts of computed scores and mmcv NMS
+  calls (``|IoU - threshold|``, score gaps) decide *which* items exist downstream; tests that
+  compare such items first assert (:func:`assert_float32_decides`) that float32 decides all of
+  them, with inputs chosen so that it holds.
+
+Why 10x the measured error, not a fixed bound: the float32 error of a tensor grows with depth and
+fan-in (~3e-6 of the largest value in a ResNet-18 here, 1e-7 at a sigmoid score); 10x the error
+PyTorch's float32 run shows there is 5x what Jittor's (1.5-2x PyTorch's) needs, and a margin that
+large is not crossed by another CPU's or thread count's rounding of the same sums.
 
 Hooks: ``torch.nn.functional.relu`` and ``torch.nn.functional.max_pool2d`` are patched while a
 recording runs. ``nn.ReLU`` and ``nn.MaxPool2d`` call them, and so do mmdet's functional uses
 (``F.relu`` in RPNHead and FPN's extra convolutions). ``torch.relu``/``Tensor.relu_`` are not
-hooked: none of the references here calls them.
+hooked: none of the references here calls them. Exact zeros of an input that is already
+non-negative (a ReLU's output) are left out of a ReLU's margin: they are exact in any precision.
 """
 import contextlib
 import copy
