@@ -200,6 +200,19 @@ def level_scores64(cls_level: np.ndarray, use_sigmoid: bool) -> np.ndarray:
     return (e / e.sum(1, keepdims=True))[:, :-1]
 
 
+def level_candidates(flat: np.ndarray, cfg: dict, lvl: int) -> np.ndarray:
+    """The (prior, class) entries of one level's flattened float64 scores that ``score_thr`` and
+    the ``nms_pre`` cut keep, in descending order, after asserting both decisions keep MARGIN."""
+    assert np.abs(flat - cfg['score_thr']).min() >= MARGIN, ('score_thr', lvl)
+    valid = np.nonzero(flat > cfg['score_thr'])[0]
+    order = valid[np.argsort(-flat[valid], kind='stable')]
+    if 0 < cfg['nms_pre'] < len(order):
+        gap = flat[order[cfg['nms_pre'] - 1]] - flat[order[cfg['nms_pre']]]
+        assert gap >= MARGIN, f'nms_pre cut at level {lvl}: gap {gap:.2e}'
+        order = order[:cfg['nms_pre']]
+    return order
+
+
 def assert_decision_margins(outs, cfg, use_sigmoid, mlvl_priors, rescale=False):
     """Every decision of ``predict_by_feat`` on ``outs`` (numpy per-level outputs) is at least
     MARGIN from its boundary, computed in float64: the ``score_thr`` test, the ``nms_pre`` cut
@@ -212,13 +225,7 @@ def assert_decision_margins(outs, cfg, use_sigmoid, mlvl_priors, rescale=False):
         for lvl, priors in enumerate(mlvl_priors):
             s = level_scores64(cls_scores[lvl][img_id], use_sigmoid)
             flat = s.reshape(-1)
-            assert np.abs(flat - cfg['score_thr']).min() >= MARGIN, ('score_thr', lvl)
-            valid = np.nonzero(flat > cfg['score_thr'])[0]
-            order = valid[np.argsort(-flat[valid], kind='stable')]
-            if 0 < cfg['nms_pre'] < len(order):
-                gap = flat[order[cfg['nms_pre'] - 1]] - flat[order[cfg['nms_pre']]]
-                assert gap >= MARGIN, f'nms_pre cut at level {lvl}: gap {gap:.2e}'
-                order = order[:cfg['nms_pre']]
+            order = level_candidates(flat, cfg, lvl)
             prior_ids, labels = order // NUM_CLASSES, order % NUM_CLASSES
             deltas = bbox_preds[lvl][img_id].transpose(1, 2, 0).reshape(-1, 4)[prior_ids]
             boxes = decode64(priors[prior_ids], deltas, meta['img_shape'])

@@ -1,4 +1,5 @@
 """Jittor components; each module registers itself when imported."""
 from .anchor_head import JittorAnchorHead  # noqa: F401
 from .base_dense_head import JittorBaseDenseHead  # noqa: F401
+from .gfl_head import Integral, JittorGFLHead  # noqa: F401
 from .rpn_head import JittorRPNHead  # noqa: F401

@@ -183,7 +183,8 @@ class JittorAnchorHead(JittorBaseDenseHead):
                             gt_instances: Dict[str, jt.Var],
                             img_meta: dict,
                             gt_instances_ignore: Optional[Dict[str, jt.Var]] = None,
-                            unmap_outputs: bool = True) -> tuple:
+                            unmap_outputs: bool = True,
+                            num_level_anchors: Optional[List[int]] = None) -> tuple:
         """Classification and regression targets of one image's anchors.
 
         Assignment and sampling decide on the host (as the Jittor samplers do), so the target
@@ -197,6 +198,8 @@ class JittorAnchorHead(JittorBaseDenseHead):
             gt_instances_ignore (dict, optional): ``{'bboxes': Var[j, 4]}``. Defaults to None.
             unmap_outputs (bool): Whether to map the targets back to all anchors (else only the
                 anchors inside the image). Defaults to True.
+            num_level_anchors (list[int], optional): Anchors per level (for assigners that work
+                per level, see :meth:`_assign`). Defaults to None.
 
         Returns:
             tuple: ``labels``, ``label_weights``, ``bbox_targets``, ``bbox_weights`` (Vars),
@@ -218,8 +221,13 @@ class JittorAnchorHead(JittorBaseDenseHead):
         gt_bboxes_ignore = None
         if gt_instances_ignore is not None:
             gt_bboxes_ignore = _as_boxes(_gt_field(gt_instances_ignore, 'bboxes', owner))
-        assign_result = self.assigner.assign(
-            anchors, gt_bboxes, gt_labels=gt_labels, gt_bboxes_ignore=gt_bboxes_ignore)
+        num_level_anchors_inside = None
+        if num_level_anchors is not None:
+            level_of_anchor = np.repeat(np.arange(len(num_level_anchors)), num_level_anchors)
+            num_level_anchors_inside = np.bincount(
+                level_of_anchor[inside_inds], minlength=len(num_level_anchors)).tolist()
+        assign_result = self._assign(anchors, num_level_anchors_inside, gt_bboxes, gt_labels,
+                                     gt_bboxes_ignore)
         sampling_result = self.sampler.sample(assign_result, anchors, gt_bboxes,
                                               gt_labels=gt_labels)
 
@@ -233,12 +241,7 @@ class JittorAnchorHead(JittorBaseDenseHead):
         pos_inds = sampling_result.pos_inds_np
         neg_inds = sampling_result.neg_inds_np
         if len(pos_inds) > 0:
-            if self.reg_decoded_bbox:
-                pos_bbox_targets = sampling_result.pos_gt_bboxes
-            else:
-                pos_bbox_targets = self.bbox_coder.encode(sampling_result.pos_priors,
-                                                          sampling_result.pos_gt_bboxes)
-            bbox_targets[pos_inds] = pos_bbox_targets.numpy()
+            bbox_targets[pos_inds] = self._pos_bbox_targets(sampling_result).numpy()
             bbox_weights[pos_inds] = 1.0
             labels[pos_inds] = sampling_result.pos_gt_labels.numpy()
             pos_weight = self.train_cfg['pos_weight']
@@ -255,6 +258,20 @@ class JittorAnchorHead(JittorBaseDenseHead):
 
         return (jt.array(labels), jt.array(label_weights), jt.array(bbox_targets),
                 jt.array(bbox_weights), pos_inds, neg_inds, sampling_result)
+
+    def _assign(self, anchors: jt.Var, num_level_anchors: Optional[List[int]], gt_bboxes: jt.Var,
+                gt_labels: jt.Var, gt_bboxes_ignore: Optional[jt.Var]):
+        """Assign the gts to the anchors inside the image (``num_level_anchors`` counts them per
+        level, for per-level assigners such as ATSS; mmdet's ``AnchorHead`` does not pass it)."""
+        return self.assigner.assign(
+            anchors, gt_bboxes, gt_labels=gt_labels, gt_bboxes_ignore=gt_bboxes_ignore)
+
+    def _pos_bbox_targets(self, sampling_result) -> jt.Var:
+        """Regression targets of the positives: the gt boxes (``reg_decoded_bbox``) or their
+        encoding relative to the anchors."""
+        if self.reg_decoded_bbox:
+            return sampling_result.pos_gt_bboxes
+        return self.bbox_coder.encode(sampling_result.pos_priors, sampling_result.pos_gt_bboxes)
 
     def get_targets(self,
                     anchor_list: List[List[jt.Var]],
@@ -301,7 +318,8 @@ class JittorAnchorHead(JittorBaseDenseHead):
                 batch_gt_instances[i],
                 batch_img_metas[i],
                 batch_gt_instances_ignore[i],
-                unmap_outputs=unmap_outputs) for i in range(num_imgs)
+                unmap_outputs=unmap_outputs,
+                num_level_anchors=num_level_anchors) for i in range(num_imgs)
         ]
         all_labels, all_label_weights, all_bbox_targets, all_bbox_weights = (
             [r[k] for r in results] for k in range(4))
@@ -354,6 +372,26 @@ class JittorAnchorHead(JittorBaseDenseHead):
         loss_bbox = self.loss_bbox(bbox_pred, bbox_targets, bbox_weights, avg_factor=avg_factor)
         return loss_cls, loss_bbox
 
+    def _targets_by_feat(self, cls_scores: List[jt.Var],
+                         batch_gt_instances: List[Dict[str, jt.Var]], batch_img_metas: List[dict],
+                         batch_gt_instances_ignore: Optional[List[Dict[str, jt.Var]]]) -> tuple:
+        """Anchors of the outputs' feature maps and their targets (:meth:`get_targets`).
+
+        Returns:
+            tuple: ``anchor_list`` (images, levels) and the tuple :meth:`get_targets` returns.
+        """
+        featmap_sizes = [tuple(int(s) for s in featmap.shape[-2:]) for featmap in cls_scores]
+        if len(featmap_sizes) != self.prior_generator.num_levels:
+            raise InputError(f'{type(self).__name__}: {len(featmap_sizes)} feature levels, but the '
+                             f'anchor generator has {self.prior_generator.num_levels}')
+        anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, batch_img_metas)
+        return anchor_list, self.get_targets(
+            anchor_list,
+            valid_flag_list,
+            batch_gt_instances,
+            batch_img_metas,
+            batch_gt_instances_ignore=batch_gt_instances_ignore)
+
     def loss_by_feat(self,
                      cls_scores: List[jt.Var],
                      bbox_preds: List[jt.Var],
@@ -373,18 +411,10 @@ class JittorAnchorHead(JittorBaseDenseHead):
         Returns:
             dict: ``loss_cls`` and ``loss_bbox``, each a list with one scalar Var per level.
         """
-        featmap_sizes = [tuple(int(s) for s in featmap.shape[-2:]) for featmap in cls_scores]
-        if len(featmap_sizes) != self.prior_generator.num_levels:
-            raise InputError(f'{type(self).__name__}: {len(featmap_sizes)} feature levels, but the '
-                             f'anchor generator has {self.prior_generator.num_levels}')
-        anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, batch_img_metas)
+        anchor_list, targets = self._targets_by_feat(cls_scores, batch_gt_instances,
+                                                     batch_img_metas, batch_gt_instances_ignore)
         (labels_list, label_weights_list, bbox_targets_list, bbox_weights_list,
-         avg_factor) = self.get_targets(
-             anchor_list,
-             valid_flag_list,
-             batch_gt_instances,
-             batch_img_metas,
-             batch_gt_instances_ignore=batch_gt_instances_ignore)
+         avg_factor) = targets
 
         num_level_anchors = [int(anchors.shape[0]) for anchors in anchor_list[0]]
         concat_anchor_list = [jt.concat(list(anchors), dim=0) for anchors in anchor_list]

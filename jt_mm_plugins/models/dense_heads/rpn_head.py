@@ -9,6 +9,7 @@ from jt_mm_plugins.ops.nms import descending_order
 from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
+from ..utils import normal_init_convs
 from .anchor_head import JittorAnchorHead
 
 # Keys of an RPN post-processing config (mmdet's ``test_cfg.rpn`` / ``train_cfg.rpn_proposal``).
@@ -101,12 +102,7 @@ class JittorRPNHead(JittorAnchorHead):
     def init_weights(self) -> None:
         """Normal(0, 0.01) weights and zero biases for every convolution (mmdet's ``init_cfg``;
         mmdet does not re-run the ConvModules' own Kaiming init inside ``rpn_conv``)."""
-        for module in self.modules():
-            if isinstance(module, jt.nn.Conv2d):
-                module.weight.assign(
-                    jt.init.gauss(tuple(module.weight.shape), 'float32', 0.0, INIT_STD))
-                if module.bias is not None:
-                    module.bias.assign(jt.zeros(module.bias.shape, dtype='float32'))
+        normal_init_convs(self, INIT_STD)
 
     def forward_single(self, x: jt.Var) -> Tuple[jt.Var, jt.Var]:
         """Forward one level.

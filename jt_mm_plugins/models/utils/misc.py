@@ -96,6 +96,22 @@ def split_rows(values: Optional[jt.Var], sizes: Sequence[int]) -> List[Optional[
     return pieces
 
 
+def normal_init_convs(module: 'jt.nn.Module', std: float, mean: float = 0.) -> None:
+    """mmengine's ``dict(type='Normal', layer='Conv2d', std=std)`` on a Jittor module: every
+    convolution's weight from N(mean, std^2) (in ``modules()`` order), its bias 0.
+
+    Args:
+        module (jt.nn.Module): The module whose convolutions (itself included) are initialised.
+        std (float): Standard deviation of the weights.
+        mean (float): Mean of the weights. Defaults to 0.
+    """
+    for sub in module.modules():
+        if isinstance(sub, jt.nn.Conv2d):
+            sub.weight.assign(jt.init.gauss(tuple(sub.weight.shape), 'float32', mean, std))
+            if sub.bias is not None:
+                sub.bias.assign(jt.zeros(sub.bias.shape, dtype='float32'))
+
+
 def multi_apply(func: Callable, *args, **kwargs) -> Tuple[list, ...]:
     """Apply ``func`` to each set of arguments and regroup its outputs, as mmdet's ``multi_apply``.
 
