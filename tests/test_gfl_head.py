@@ -5,7 +5,9 @@ Set-up: mmdet's head (2 stacked convs per tower with GN, 3 classes, reg_max 7, 3
 N(0, 0.1), biases N(0, 0.05), GN affine 1 + N(0, 0.1) / N(0, 0.1), scales 1 + N(0, 0.1)); its state
 dict loads into the Jittor head by name (``state_dict_to_jittor``: every key, sizes checked; mmdet's
 0-d ``scales.*.scale`` fill Jittor's (1,) Vars). Both see the same features (batch 2, 8 channels,
-8x8 / 4x4 / 2x2) and ground truth: image 0 has boxes, image 1 either boxes or none.
+8x8 / 4x4 / 2x2) and ground truth: image 0 has boxes (or eight crowded ones), image 1 boxes or
+none; and batches without any positive (no gt at all, gt outside the image), where the box losses
+must be exact zeros and the classification loss finite, as mmdet's.
 
 Compared: head outputs; every loss per level; gradients of the summed loss for the features and
 every weight (pure Jittor with ``jt.grad``, and through the bridge from torch); predictions of both
@@ -84,6 +86,7 @@ GT_LABELS = [[0, 2, 1], [1, 0]]
 # Weight and feature seeds whose decisions keep every margin above (about half the pairs do;
 # the margin assertions say so when a change of inputs breaks them).
 SEED, FEAT_SEED = 0, 3
+CROWD_SEED = 0  # its crowded gts keep the ATSS and GIoU margins (most seeds do)
 
 
 def rel_err(a, b) -> float:
@@ -254,10 +257,26 @@ def test_structure_and_outputs_match_mmdet():
             assert np.abs(g.numpy() - r.numpy()).max() <= OUT_ATOL
 
 
-def check_losses_and_gradients(empty_second: bool, seed: int, feat_seed: int):
+def crowded_gts(seed: int, num: int = 8):
+    """Image 0: ``num`` overlapping boxes around the image centre (anchors contested by several
+    gts); image 1: its usual boxes."""
+    rng = np.random.default_rng(seed)
+    centres = 32 + rng.uniform(-10, 10, (num, 2))
+    half = rng.uniform(6, 16, (num, 2))
+    boxes = np.concatenate([centres - half, centres + half], 1).astype(np.float32)
+    labels = torch.tensor(rng.integers(0, NUM_CLASSES, num))
+    return [InstanceData(bboxes=torch.tensor(boxes), labels=labels), torch_gts(False)[1]]
+
+
+def empty_gts():
+    return [InstanceData(bboxes=torch.zeros((0, 4)), labels=torch.zeros((0, ), dtype=torch.long))
+            for _ in IMG_METAS]
+
+
+def check_losses_and_gradients(gts, label: str, seed: int = SEED, feat_seed: int = FEAT_SEED,
+                               expect_positives: bool = True):
     mm_head, jt_head = build_pair(seed)
     feats = make_feats(feat_seed)
-    gts = torch_gts(empty_second)
     closest, err32 = assert_relu_margins(mm_head, feats)
     priors = np.concatenate([a.numpy() for a in mm_head.prior_generator.grid_priors(
         [(s, s) for s in FEAT_SIZES], device='cpu')])
@@ -265,7 +284,7 @@ def check_losses_and_gradients(empty_second: bool, seed: int, feat_seed: int):
     for g in gts:
         if len(g.bboxes):
             assert_atss_margins(priors, num_level, g.bboxes.numpy(), TOPK)
-    assert assert_giou_margins(mm_head, feats, gts) > 0
+    assert (assert_giou_margins(mm_head, feats, gts) > 0) == expect_positives
 
     xs = [torch.tensor(f, requires_grad=True) for f in feats]
     ref = mm_head.loss_by_feat(*mm_head(xs), gts, IMG_METAS)
@@ -287,19 +306,37 @@ def check_losses_and_gradients(empty_second: bool, seed: int, feat_seed: int):
     for g, name in zip(grads[len(xs):], trainable):
         errs[name] = rel_err(g.numpy(), mm_params[name].grad.numpy().reshape(g.shape))
     worst = max(errs, key=errs.get)
-    print(f'\n[gfl losses, empty_second={empty_second}] relu margin {closest:.1e} '
+    print(f'\n[gfl losses, {label}] relu margin {closest:.1e} '
           f'(float32 err {err32:.1e}); worst grad {worst} {errs[worst]:.2e}')
     assert errs[worst] <= GRAD_RTOL, errs
     return ref
 
 
 def test_losses_and_gradients_match_mmdet():
-    check_losses_and_gradients(empty_second=False, seed=SEED, feat_seed=FEAT_SEED)
+    check_losses_and_gradients(torch_gts(empty_second=False), 'two images')
 
 
 def test_losses_and_gradients_with_an_image_without_gt():
-    ref = check_losses_and_gradients(empty_second=True, seed=SEED, feat_seed=FEAT_SEED)
-    assert all(float(v) > 0 for v in ref['loss_bbox'][:1])
+    ref = check_losses_and_gradients(torch_gts(empty_second=True), 'image 1 without gt')
+    assert sum(float(v) for v in ref['loss_bbox']) > 0
+
+
+def test_losses_and_gradients_with_crowded_gt():
+    """Eight overlapping gts in one image: priors positive for several gts take the best IoU."""
+    check_losses_and_gradients(crowded_gts(CROWD_SEED), 'crowded gt')
+
+
+@pytest.mark.parametrize('kind', ['no gt at all', 'gt outside the image'])
+def test_losses_without_positives_are_finite_and_match_mmdet(kind):
+    """No image has a positive: the box losses are exact zeros (that still back-propagate), the
+    classification loss pushes every score down; both as mmdet."""
+    gts = empty_gts()
+    if kind == 'gt outside the image':  # boxes beyond the 64 px image: no prior centre inside
+        gts = [InstanceData(bboxes=torch.tensor([[70.3, 66.1, 90.7, 95.2]]),
+                            labels=torch.tensor([1])) for _ in IMG_METAS]
+    ref = check_losses_and_gradients(gts, kind, expect_positives=False)
+    assert all(float(v) == 0 for v in ref['loss_bbox'] + ref['loss_dfl'])
+    assert all(np.isfinite(float(v)) and float(v) > 0 for v in ref['loss_cls'])
 
 
 def test_predict_matches_mmdet_on_two_images():
@@ -360,6 +397,11 @@ def test_refusals():
         JittorGFLHead(**dict(copy.deepcopy(HEAD_CFG), anchor_generator=dict(
             type='AnchorGenerator', ratios=[0.5, 1.0], octave_base_scale=4, scales_per_octave=1,
             strides=STRIDES)))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'foo'"):  # as mmdet's
+        MODELS.build(ConfigDict(type='JittorGFLHead', foo=1, **copy.deepcopy(HEAD_CFG)))
+    with pytest.raises(KeyError, match='bogus'):
+        JittorGFLHead(**dict(copy.deepcopy(HEAD_CFG),
+                             train_cfg=dict(HEAD_CFG['train_cfg'], bogus=1)))
     head = JittorGFLHead(**copy.deepcopy(HEAD_CFG))
     with pytest.raises(InputError, match='feature levels'):
         head([jt.zeros((1, IN_CHANNELS, 4, 4))])

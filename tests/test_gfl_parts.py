@@ -253,9 +253,10 @@ def assert_atss_margins(priors, num_level, gts, topk, ignore=None, ignore_iof_th
     best = np.full(overlaps.shape, -1.0)
     best[cands[pos], np.broadcast_to(np.arange(len(gts)), pos.shape)[pos]] = overlaps[
         cands[pos], np.broadcast_to(np.arange(len(gts)), pos.shape)[pos]]
-    top2 = np.sort(best, 1)[:, -2:]
-    contested = top2[:, 0] >= 0
-    assert (top2[contested, 1] - top2[contested, 0]).min(initial=1) >= MARGIN, 'best gt tie'
+    if len(gts) > 1:
+        top2 = np.sort(best, 1)[:, -2:]
+        contested = top2[:, 0] >= 0
+        assert (top2[contested, 1] - top2[contested, 0]).min(initial=1) >= MARGIN, 'best gt tie'
     return int(pos.any(1).sum()) if pos.size else 0
 
 
