@@ -203,8 +203,9 @@ def assert_giou_margins(mm_head, feats, gts):
     return positives
 
 
-def assert_predict_margins(mm_head, cls_scores, bbox_preds, cfg):
-    """``predict`` decisions on the reference outputs (float64) keep MARGIN (see docstring)."""
+def assert_predict_margins(mm_head, cls_scores, bbox_preds, cfg, rescales=(False, True)):
+    """``predict`` decisions on the reference outputs (float64) keep MARGIN (see docstring); NMS
+    runs after ``rescale``, so its IoUs are checked on the boxes of each ``rescales`` case."""
     featmap_sizes = [(s, s) for s in FEAT_SIZES]
     anchors = [a.numpy() for a in mm_head.prior_generator.grid_priors(featmap_sizes,
                                                                       device='cpu')]
@@ -229,7 +230,9 @@ def assert_predict_margins(mm_head, cls_scores, bbox_preds, cfg):
             scores.append(flat[order])
             labels.append(order % NUM_CLASSES)
         boxes, scores, labels = (np.concatenate(x) for x in (boxes, scores, labels))
-        assert_nms_margins(boxes, scores, labels, cfg['nms']['iou_threshold'], MARGIN)
+        for rescale in rescales:
+            scale = np.array(meta['scale_factor'] * 2, np.float64) if rescale else 1.0
+            assert_nms_margins(boxes / scale, scores, labels, cfg['nms']['iou_threshold'], MARGIN)
         total += len(boxes)
     return total
 
