@@ -118,12 +118,11 @@ class JittorAttributeView:
     def _refuse_replacing_mirror(self, name: str, module: Optional[torch.nn.Module]) -> None:
         existing = self.__dict__.get('_modules', {}).get(name)
         if isinstance(existing, TorchMirror) and module is not existing:
-            owner = existing.jittor_target()
             raise RuntimeError(
-                f'{type(self).__name__}.{name} is the torch view of a Jittor '
-                f'{type(owner).__name__} inside a bridged Jittor module and cannot be replaced by '
-                f'{type(module).__name__}: the computation runs in Jittor, so a torch module put '
-                f'here would never run. torch.nn.SyncBatchNorm.convert_sync_batchnorm (mmengine\'s '
+                f'{existing.__dict__["_mirror_path"]} is the torch view of a Jittor '
+                f'{type(existing.jittor_target()).__name__} inside a bridged Jittor module and '
+                f'cannot be replaced by {type(module).__name__}: the computation runs in Jittor, '
+                f'so a torch module put here would never run. torch.nn.SyncBatchNorm.convert_sync_batchnorm (mmengine\'s '
                 f'sync_bn option) cannot convert Jittor layers: configure the Jittor component '
                 f'itself (its norm_cfg).')
 
@@ -141,7 +140,7 @@ class TorchMirror(JittorAttributeView, torch.nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(
-            f'{type(self).__name__} here is the torch view of a Jittor '
+            f'{self.__dict__["_mirror_path"]} is the torch view of a Jittor '
             f'{type(self.jittor_target()).__name__} (it holds its parameters): it does not compute. '
             f'Call the bridged Jittor module that contains it.')
 
@@ -172,14 +171,16 @@ def _mirror_class(torch_class: type) -> type:
     return _MIRROR_CLASSES[torch_class]
 
 
-def make_mirror(jittor_module: 'jt.nn.Module') -> TorchMirror:
-    """An empty torch mirror for ``jittor_module`` (the bridge registers its tensors in it)."""
+def make_mirror(jittor_module: 'jt.nn.Module', path: str) -> TorchMirror:
+    """An empty torch mirror for ``jittor_module`` (the bridge registers its tensors in it);
+    ``path`` (``'JittorFPN.lateral_convs.0.bn'``) names it in error messages."""
     torch_class = next((t for j, t in _MIRROR_TYPES if isinstance(jittor_module, j)),
                        torch.nn.Module)
     cls = _mirror_class(torch_class)
     mirror = cls.__new__(cls)
     torch.nn.Module.__init__(mirror)
     mirror.__dict__['_jittor_owner'] = jittor_module
+    mirror.__dict__['_mirror_path'] = path
     return mirror
 
 

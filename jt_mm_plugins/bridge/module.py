@@ -98,7 +98,8 @@ class JittorModuleWrapper(JittorAttributeView, BaseModule):
         owners = dict(module.named_modules())
         for name, sub in owners.items():  # pre-order: a parent's mirror exists before its children's
             if name:
-                self._container_for(name).add_module(name.rpartition('.')[2], make_mirror(sub))
+                self._container_for(name).add_module(
+                    name.rpartition('.')[2], make_mirror(sub, f'{type(module).__name__}.{name}'))
         for name, var in module.named_parameters():
             leaf = name.rsplit('.', 1)[-1]
             is_buffer = leaf in BUFFER_NAMES
