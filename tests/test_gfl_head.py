@@ -203,24 +203,27 @@ def assert_giou_margins(mm_head, feats, gts):
     return positives
 
 
-def assert_predict_margins(mm_head, cls_scores, bbox_preds, cfg, rescales=(False, True)):
+def assert_predict_margins(mm_head, cls_scores, bbox_preds, cfg, metas=IMG_METAS,
+                           rescales=(False, True)):
     """``predict`` decisions on the reference outputs (float64) keep MARGIN (see docstring); NMS
     runs after ``rescale``, so its IoUs are checked on the boxes of each ``rescales`` case."""
-    featmap_sizes = [(s, s) for s in FEAT_SIZES]
+    featmap_sizes = [tuple(c.shape[-2:]) for c in cls_scores]
+    num_classes = cls_scores[0].shape[1]
+    reg_max = bbox_preds[0].shape[1] // 4 - 1
     anchors = [a.numpy() for a in mm_head.prior_generator.grid_priors(featmap_sizes,
                                                                       device='cpu')]
     total = 0
-    for img_id, meta in enumerate(IMG_METAS):
+    for img_id, meta in enumerate(metas):
         boxes, scores, labels = [], [], []
-        for lvl, stride in enumerate(STRIDES):
+        for lvl, (stride, _) in enumerate(mm_head.prior_generator.strides):
             logits = cls_scores[lvl][img_id].detach().double().permute(1, 2, 0).reshape(
-                -1, NUM_CLASSES).numpy()
+                -1, num_classes).numpy()
             flat = (1 / (1 + np.exp(-logits))).reshape(-1)
             order = level_candidates(flat, cfg, lvl)
-            prior_ids = order // NUM_CLASSES
+            prior_ids = order // num_classes
             reg = bbox_preds[lvl][img_id].detach().double().permute(1, 2, 0).reshape(
-                -1, REG_MAX + 1)
-            dist = (torch.softmax(reg, 1).numpy() @ np.arange(REG_MAX + 1.0)).reshape(-1, 4)
+                -1, reg_max + 1)
+            dist = (torch.softmax(reg, 1).numpy() @ np.arange(reg_max + 1.0)).reshape(-1, 4)
             dist = dist[prior_ids] * stride
             centres = (anchors[lvl][prior_ids, :2] + anchors[lvl][prior_ids, 2:]) / 2
             b = np.concatenate([centres - dist[:, :2], centres + dist[:, 2:]], 1)
@@ -228,7 +231,7 @@ def assert_predict_margins(mm_head, cls_scores, bbox_preds, cfg, rescales=(False
             b[:, 0::2], b[:, 1::2] = np.clip(b[:, 0::2], 0, w), np.clip(b[:, 1::2], 0, h)
             boxes.append(b)
             scores.append(flat[order])
-            labels.append(order % NUM_CLASSES)
+            labels.append(order % num_classes)
         boxes, scores, labels = (np.concatenate(x) for x in (boxes, scores, labels))
         for rescale in rescales:
             scale = np.array(meta['scale_factor'] * 2, np.float64) if rescale else 1.0
