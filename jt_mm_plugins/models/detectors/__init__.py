@@ -1,5 +1,10 @@
 """Jittor detectors (mmdet-facing, bridged once at the detector boundary)."""
+from .base import JittorDetector, JittorDetectorCore
 from .faster_rcnn import JittorFasterRCNN
+from .single_stage import JittorSingleStageCore, JittorSingleStageDetector
 from .two_stage import JittorTwoStageCore, JittorTwoStageDetector
 
-__all__ = ['JittorFasterRCNN', 'JittorTwoStageCore', 'JittorTwoStageDetector']
+__all__ = [
+    'JittorDetector', 'JittorDetectorCore', 'JittorFasterRCNN', 'JittorSingleStageCore',
+    'JittorSingleStageDetector', 'JittorTwoStageCore', 'JittorTwoStageDetector'
+]
