@@ -9,10 +9,10 @@ import warnings
 from typing import List, Optional, Sequence, Tuple
 
 from jt_mm_plugins.bridge import register_jittor_module
+from jt_mm_plugins.models.layers.activation import relu
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d
 from jt_mm_plugins.models.layers.conv2d import Conv2d
 from jt_mm_plugins.models.layers.norm import GroupNorm, build_norm_layer
-from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
 

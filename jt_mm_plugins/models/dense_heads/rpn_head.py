@@ -2,11 +2,11 @@
 from typing import Dict, List, Optional, Tuple
 
 from jt_mm_plugins.bridge import BridgedDenseHead, register_jittor_module
+from jt_mm_plugins.models.layers.activation import relu
 from jt_mm_plugins.models.layers.conv2d import Conv2d
 from jt_mm_plugins.models.layers.conv_module import ConvModule
 from jt_mm_plugins.ops import batched_nms
 from jt_mm_plugins.ops.nms import descending_order
-from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
 from ..utils import normal_init_convs

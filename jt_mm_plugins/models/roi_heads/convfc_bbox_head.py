@@ -3,8 +3,8 @@
 from typing import Optional, Tuple
 
 from jt_mm_plugins.bridge import register_jittor_module
+from jt_mm_plugins.models.layers.activation import relu
 from jt_mm_plugins.models.layers.conv_module import ConvModule
-from jt_mm_plugins.ops.relu import relu
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
 from .bbox_head import JittorBBoxHead, xavier_uniform_init_
