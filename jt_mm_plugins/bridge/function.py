@@ -49,6 +49,7 @@ class _JittorCall:
         self.jt_outputs: List['jt.Var'] = []
         self.input_needs_grad: List[bool] = []
         self.param_needs_grad: List[bool] = []
+        self.param_shapes: List[torch.Size] = []
 
     def release(self) -> None:
         self.jt_inputs, self.jt_outputs, self.args, self.kwargs = [], [], None, None
@@ -81,6 +82,8 @@ class _JittorFunction(torch.autograd.Function):
                                  for i, t in enumerate(inputs)]
         call.param_needs_grad = [ctx.needs_input_grad[2 + num_inputs + i]
                                  for i in range(len(params))]
+        # A torch parameter may be 0-d where its Jittor Var is (1,) (Jittor has no 0-d Vars).
+        call.param_shapes = [t.shape for t in params]
         jt_inputs = [torch_to_jittor(t) for t in inputs]
         for var, needs in zip(jt_inputs, call.input_needs_grad):
             if not needs:
@@ -123,7 +126,8 @@ class _JittorFunction(torch.autograd.Function):
         grads = iter(_gradients_to_torch(grads, device or torch.device('cpu')))
         input_grads = [next(grads) if n else None for n in call.input_needs_grad] \
             if terms and targets else [None] * len(call.input_needs_grad)
-        param_grads = [next(grads) if n else None for n in call.param_needs_grad] \
+        param_grads = [next(grads).reshape(shape) if n else None
+                       for n, shape in zip(call.param_needs_grad, call.param_shapes)] \
             if terms and targets else [None] * len(call.param_needs_grad)
         return (None, None, *input_grads, *param_grads)
 

@@ -10,9 +10,13 @@ from .mirrors import JittorAttributeView, make_mirror, sync_train_mode
 from .tensors import (JITTOR_TO_TORCH_DTYPE, flatten_structure, jittor_to_torch,
                       torch_to_jittor)
 
-# Jittor Vars under these names are running statistics: torch buffers, never trained.
+# Jittor Vars under these names are running statistics: torch buffers, never trained. A Jittor module
+# names more of its Vars that its twin registers as buffers in ``_torch_buffers`` (a tuple of
+# attribute names, e.g. GFL's ``Integral.project``), so module walks and optimizers see the twin's.
 BUFFER_NAMES = ('running_mean', 'running_var', 'num_batches_tracked')
-# Jittor has no 0-d Vars; torch (and every mmdet checkpoint) stores these as scalars.
+# Jittor has no 0-d Vars; torch (and every mmdet checkpoint) stores these as scalars. A Jittor module
+# names more of its (1,)-shaped Vars that are 0-d on the torch side in ``_torch_0d_vars`` (a tuple of
+# attribute names, e.g. mmcv's ``Scale.scale``), so the twin's checkpoints load strictly.
 SCALAR_BUFFER_NAMES = ('num_batches_tracked', )
 
 
@@ -102,9 +106,10 @@ class JittorModuleWrapper(JittorAttributeView, BaseModule):
                     name.rpartition('.')[2], make_mirror(sub, f'{type(module).__name__}.{name}'))
         for name, var in module.named_parameters():
             leaf = name.rsplit('.', 1)[-1]
-            is_buffer = leaf in BUFFER_NAMES
+            owner = owners[name.rsplit('.', 1)[0]] if '.' in name else module
+            is_buffer = leaf in BUFFER_NAMES or leaf in getattr(owner, '_torch_buffers', ())
             tensor = jittor_to_torch(var)
-            if leaf in SCALAR_BUFFER_NAMES:
+            if leaf in SCALAR_BUFFER_NAMES or leaf in getattr(owner, '_torch_0d_vars', ()):
                 tensor = tensor.reshape(())
             parent = self._container_for(name)
             if is_buffer:
@@ -114,7 +119,6 @@ class JittorModuleWrapper(JittorAttributeView, BaseModule):
                     leaf, torch.nn.Parameter(tensor, requires_grad=var.requires_grad))
             # Look the tensor up again: register_* may have wrapped it.
             registered = getattr(parent, leaf)
-            owner = owners[name.rsplit('.', 1)[0]] if '.' in name else module
             if owner.__dict__.get(leaf) is not var:
                 raise TypeError(f'{type(module).__name__}.{name}: the bridge supports Vars held as '
                                 f'plain module attributes only')

@@ -26,11 +26,14 @@ class Integral(jt.nn.Module):
     """The expected value of each side's discretised distance distribution, as mmdet's
     ``Integral``: softmax over the ``reg_max + 1`` bins, then the sum of ``bin * probability``.
 
-    ``project`` (the bins 0..reg_max) keeps mmdet's name so checkpoints match; it never trains.
+    ``project`` (the bins 0..reg_max) keeps mmdet's name so checkpoints match; it never trains and,
+    bridged, it is a torch buffer as in mmdet (``_torch_buffers``).
 
     Args:
         reg_max (int): The largest bin. Defaults to 16.
     """
+
+    _torch_buffers = ('project', )
 
     def __init__(self, reg_max: int = 16) -> None:
         super().__init__()
