@@ -16,13 +16,17 @@ CONFIGS = sorted(p for p in glob.glob(os.path.join(REPO, 'configs', '**', '*.py'
 JITTOR_NAMES = {'FasterRCNN': 'JittorFasterRCNN', 'ResNet': 'JittorResNet', 'FPN': 'JittorFPN',
                 'RPNHead': 'JittorRPNHead', 'StandardRoIHead': 'JittorStandardRoIHead',
                 'SingleRoIExtractor': 'JittorSingleRoIExtractor',
-                'Shared2FCBBoxHead': 'JittorShared2FCBBoxHead'}
+                'Shared2FCBBoxHead': 'JittorShared2FCBBoxHead', 'GFL': 'JittorGFL',
+                'GFLHead': 'JittorGFLHead'}
 
 
 def _types(model_cfg):
-    return [model_cfg.type, model_cfg.backbone.type, model_cfg.neck.type, model_cfg.rpn_head.type,
-            model_cfg.roi_head.type, model_cfg.roi_head.bbox_roi_extractor.type,
-            model_cfg.roi_head.bbox_head.type]
+    """The types of the detector and its parts (two-stage or single-stage)."""
+    types = [model_cfg.type, model_cfg.backbone.type, model_cfg.neck.type]
+    if 'bbox_head' in model_cfg:
+        return types + [model_cfg.bbox_head.type]
+    return types + [model_cfg.rpn_head.type, model_cfg.roi_head.type,
+                    model_cfg.roi_head.bbox_roi_extractor.type, model_cfg.roi_head.bbox_head.type]
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: os.path.relpath(p, REPO))
@@ -36,6 +40,8 @@ def test_config_builds(path):
     ('configs/faster_rcnn/faster-rcnn_r50_fpn_1x_coco_jittor.py',
      'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'),
     ('configs/demo/faster_rcnn_r18_fpn_demo_jittor.py', 'configs/demo/faster_rcnn_r18_fpn_demo_mmdet.py'),
+    ('configs/gfl/gfl_r50_fpn_1x_coco_jittor.py', 'mmdet::gfl/gfl_r50_fpn_1x_coco.py'),
+    ('configs/demo/gfl_r18_fpn_demo_jittor.py', 'configs/demo/gfl_r18_fpn_demo_mmdet.py'),
 ])
 def test_pure_jittor_config_changes_only_types(jittor_cfg, mmdet_cfg):
     jit = Config.fromfile(os.path.join(REPO, jittor_cfg))

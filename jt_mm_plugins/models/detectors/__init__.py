@@ -1,10 +1,11 @@
 """Jittor detectors (mmdet-facing, bridged once at the detector boundary)."""
 from .base import JittorDetector, JittorDetectorCore
 from .faster_rcnn import JittorFasterRCNN
+from .gfl import JittorGFL
 from .single_stage import JittorSingleStageCore, JittorSingleStageDetector
 from .two_stage import JittorTwoStageCore, JittorTwoStageDetector
 
 __all__ = [
-    'JittorDetector', 'JittorDetectorCore', 'JittorFasterRCNN', 'JittorSingleStageCore',
+    'JittorDetector', 'JittorDetectorCore', 'JittorFasterRCNN', 'JittorGFL', 'JittorSingleStageCore',
     'JittorSingleStageDetector', 'JittorTwoStageCore', 'JittorTwoStageDetector'
 ]
