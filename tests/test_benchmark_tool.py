@@ -92,6 +92,19 @@ def test_detector_run_times_both_detectors(tmp_path):
         result['bridged']['median_s'] / result['pytorch']['median_s'])
 
 
+@pytest.mark.parametrize('name', sorted(bench.DETECTOR_PAIRS))
+def test_every_detector_pair_is_the_same_detector_twice(name):
+    """Each timed pair builds, and the PyTorch twin's weights load strictly into the Jittor one."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    register_all_modules()
+    jittor_cfg, mmdet_cfg = (os.path.join(REPO, p) for p in bench.DETECTOR_PAIRS[name])
+    reference = MODELS.build(Config.fromfile(mmdet_cfg).model)
+    candidate = MODELS.build(Config.fromfile(jittor_cfg).model)
+    candidate.load_state_dict(reference.state_dict(), strict=True)
+
+
 @pytest.mark.parametrize('argv, message', [
     (['no_such_component'], 'no_such_component'),
     (['fpn', '--iters', '0'], '--iters must be >= 1'),

@@ -208,6 +208,11 @@ DETECTOR_PAIRS = {
     # mixed mode: CLIPResNet + JittorFPN in Jittor, mmdet heads; twin all PyTorch
     'faster_rcnn_clip_mixed_demo': ('configs/demo/faster_rcnn_clip_rn_jittor_fpn_demo.py',
                                     'configs/demo/faster_rcnn_clip_rn_fpn_demo_torch.py'),
+    # one-stage: JittorGFL (all Jittor), and mmdet's GFL holding the Jittor GFL head (mixed)
+    'gfl_r18_demo': ('configs/demo/gfl_r18_fpn_demo_jittor.py',
+                     'configs/demo/gfl_r18_fpn_demo_mmdet.py'),
+    'gfl_r18_jittor_head_demo': ('configs/demo/gfl_r18_fpn_jittor_head_demo.py',
+                                 'configs/demo/gfl_r18_fpn_demo_mmdet.py'),
 }
 
 
