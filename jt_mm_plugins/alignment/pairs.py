@@ -183,11 +183,12 @@ def demo_detector_configs(candidate: str = 'faster_rcnn_r18_fpn_demo_jittor'):
     return configs
 
 
-def _build_detectors(seed: int, candidate: str):
+def _build_detectors(seed: int, configs: Tuple):
+    """(reference, candidate, preprocessed detection batch) from (reference, candidate) configs."""
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     register_all_modules()
-    ref_cfg, jit_cfg = demo_detector_configs(candidate)
+    ref_cfg, jit_cfg = configs
     torch.manual_seed(seed)
     reference, candidate = MODELS.build(ref_cfg), MODELS.build(jit_cfg)
     candidate.load_state_dict(reference.state_dict(), strict=True)
@@ -196,10 +197,10 @@ def _build_detectors(seed: int, candidate: str):
     return reference, candidate, data
 
 
-def _detector_loss_pair(size: str, seed: int, candidate: str) -> Built:
+def _detector_loss_pair(size: str, seed: int, configs: Tuple) -> Built:
     import copy
     _sized(size, None, None)
-    reference, candidate, data = _build_detectors(seed, candidate)
+    reference, candidate, data = _build_detectors(seed, configs)
     samples = data['data_samples']
 
     def loss(model, inputs):
@@ -212,7 +213,7 @@ def _detector_loss_pair(size: str, seed: int, candidate: str) -> Built:
                 tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2}, float64_referee=True,
                 float64_context=mmcv_nms_accepts_float64)
 def build_faster_rcnn(size: str = 'small', seed: int = 0) -> Built:
-    return _detector_loss_pair(size, seed, 'faster_rcnn_r18_fpn_demo_jittor')
+    return _detector_loss_pair(size, seed, demo_detector_configs('faster_rcnn_r18_fpn_demo_jittor'))
 
 
 @alignment_pair('jittor_heads', "mmdet's FasterRCNN with JittorRPNHead + JittorStandardRoIHead vs "
@@ -220,7 +221,27 @@ def build_faster_rcnn(size: str = 'small', seed: int = 0) -> Built:
                 tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2}, float64_referee=True,
                 float64_context=mmcv_nms_accepts_float64)
 def build_jittor_heads(size: str = 'small', seed: int = 0) -> Built:
-    return _detector_loss_pair(size, seed, 'faster_rcnn_r18_fpn_jittor_heads_demo')
+    return _detector_loss_pair(size, seed,
+                               demo_detector_configs('faster_rcnn_r18_fpn_jittor_heads_demo'))
+
+
+def gfl_demo_configs(candidate: str):
+    """The demo's mmdet GFL and a Jittor twin (GFL has no random sampling to remove)."""
+    from mmengine.config import Config
+    return tuple(Config.fromfile(f'configs/demo/{name}.py').model
+                 for name in ('gfl_r18_fpn_demo_mmdet', candidate))
+
+
+@alignment_pair('gfl', "JittorGFL vs mmdet's GFL (R-18 FPN demo): all losses",
+                tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2}, float64_referee=True)
+def build_gfl(size: str = 'small', seed: int = 0) -> Built:
+    return _detector_loss_pair(size, seed, gfl_demo_configs('gfl_r18_fpn_demo_jittor'))
+
+
+@alignment_pair('gfl_head', "mmdet's GFL with JittorGFLHead vs all mmdet (R-18 FPN demo): all "
+                'losses', tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2}, float64_referee=True)
+def build_gfl_head(size: str = 'small', seed: int = 0) -> Built:
+    return _detector_loss_pair(size, seed, gfl_demo_configs('gfl_r18_fpn_jittor_head_demo'))
 
 
 def _head_twins(part: str, jittor_type: str, seed: int):
