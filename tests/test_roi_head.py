@@ -596,7 +596,7 @@ def _with(cfg: dict, path: str, value) -> dict:
     ('bbox_head.cls_predictor_cfg', dict(type='NormedLinear'), NotImplementedError,
      'cls_predictor_cfg'),
     ('bbox_head.loss_cls', dict(type='NoSuchLoss'), KeyError, 'NoSuchLoss'),
-    ('bbox_roi_extractor', None, ValueError, 'bbox_roi_extractor'),
+    ('bbox_roi_extractor', None, TypeError, 'bbox_roi_extractor'),  # as mmdet (None config)
 ])
 def test_bad_configs_fail_loudly(path, value, error, match):
     with pytest.raises(error, match=match):

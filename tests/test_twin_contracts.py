@@ -184,3 +184,29 @@ def test_outputs_have_the_twins_structure_and_shapes(twins):
 
     assert type(got) is type(expected)
     assert shapes(got) == shapes(expected)
+
+
+def test_standard_roi_head_contract():
+    """StandardRoIHead: what mmdet's detectors ask of it (with_bbox / with_shared_head / with_mask,
+    num_classes of its bbox head), its configs, layer names and types, refusals."""
+    from jt_mm_plugins.alignment.pairs import demo_detector_configs
+    ref_cfg, _ = demo_detector_configs()
+    head_cfg = dict(ref_cfg.roi_head, train_cfg=ref_cfg.train_cfg.rcnn,
+                    test_cfg=ref_cfg.test_cfg.rcnn)
+    torch.manual_seed(0)
+    reference = MODELS.build(head_cfg)
+    candidate = MODELS.build(dict(head_cfg, type='JittorStandardRoIHead'))
+    candidate.load_state_dict(reference.state_dict(), strict=True)
+    for name in ('with_bbox', 'with_shared_head', 'with_mask'):
+        assert getattr(candidate, name) == getattr(reference, name), name
+    assert candidate.bbox_head.num_classes == reference.bbox_head.num_classes
+    assert candidate.bbox_head.reg_class_agnostic == reference.bbox_head.reg_class_agnostic
+    for name in ('train_cfg', 'test_cfg'):
+        assert dict(getattr(candidate, name)) == dict(getattr(reference, name)), name
+    kinds = (torch.nn.Conv2d, torch.nn.Linear)
+    assert {n: type(m).__name__ for n, m in candidate.named_modules() if isinstance(m, kinds)} == \
+        {n: type(m).__name__ for n, m in reference.named_modules() if isinstance(m, kinds)}
+    # a bbox head without its RoI extractor: refused by both, caught by the same except clause
+    expected = mmdet_error('StandardRoIHead', dict(head_cfg, bbox_roi_extractor=None))
+    with pytest.raises(expected, match='bbox_roi_extractor'):
+        MODELS.build(dict(head_cfg, type='JittorStandardRoIHead', bbox_roi_extractor=None))

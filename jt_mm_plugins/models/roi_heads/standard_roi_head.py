@@ -58,8 +58,9 @@ class JittorStandardRoIHead(jt.nn.Module):
             raise NotImplementedError(f'{owner}: the mask branch (mask_head / mask_roi_extractor) '
                                       'is not implemented in Jittor; only the bbox branch is')
         if bbox_head is None or bbox_roi_extractor is None:
-            raise InputError(f'{owner}: needs both bbox_roi_extractor and bbox_head configs (got '
-                             f'bbox_roi_extractor={bbox_roi_extractor!r}, bbox_head={bbox_head!r})')
+            # TypeError as mmdet's (its MODELS.build refuses the None config)
+            raise TypeError(f'{owner}: needs both bbox_roi_extractor and bbox_head configs (got '
+                            f'bbox_roi_extractor={bbox_roi_extractor!r}, bbox_head={bbox_head!r})')
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
         self.init_bbox_head(bbox_roi_extractor, bbox_head)
