@@ -6,18 +6,13 @@ Same tolerances and the same margin rules as the mixed twin (test_gfl_mixed.py):
 relative, gradients 1e-2 relative where float32 decides them, detections after asserting the
 ``score_thr`` / ``nms_pre`` / NMS margins on the reference head's outputs.
 """
-import copy
-
 import pytest
 import torch
-from mmdet.registry import MODELS
-from mmengine.config import ConfigDict
 
-from detector_checks import assert_same_detections, assert_same_losses_and_gradients
-from jt_mm_plugins.alignment.pairs import detection_batch
+from detector_checks import assert_same_losses_and_gradients
 from jt_mm_plugins.models.detectors import JittorGFL
-from test_gfl_head import assert_predict_margins, randomise_
-from test_gfl_mixed import (BOX_ATOL, GRAD_RTOL, LOSS_RTOL, SCORE_ATOL, TEST_CFG, gfl_config)
+from test_gfl_mixed import (GRAD_RTOL, LOSS_RTOL, assert_same_predictions_with_margins, gfl_config)
+from test_gfl_mixed import build_twins as mixed_gfl_twins
 
 
 def pure_config() -> dict:
@@ -29,15 +24,8 @@ def pure_config() -> dict:
 
 
 def build_twins():
-    torch.manual_seed(0)
-    reference = MODELS.build(ConfigDict(gfl_config('GFLHead')))
-    randomise_(reference.bbox_head, seed=1)
-    candidate = MODELS.build(ConfigDict(pure_config()))
-    # an mmdet GFL checkpoint loads strictly, as it is
-    candidate.load_state_dict(reference.state_dict(), strict=True)
-    images, samples = detection_batch()
-    data = reference.data_preprocessor({'inputs': images, 'data_samples': samples}, False)
-    return reference, candidate, data
+    # an mmdet GFL checkpoint loads strictly into the candidate, as it is
+    return mixed_gfl_twins(pure_config())
 
 
 @pytest.fixture(scope='module')
@@ -61,20 +49,7 @@ def test_losses_and_gradients_match_mmdet(twins):
 
 def test_predictions_match_mmdet():
     # fresh twins: the training forwards above moved BatchNorm's running statistics
-    reference, candidate, data = build_twins()
-    reference.eval()
-    outputs = {}
-    handle = reference.bbox_head.register_forward_hook(
-        lambda _m, _i, out: outputs.setdefault('outs', out))
-    try:
-        with torch.no_grad():
-            reference.predict(data['inputs'], copy.deepcopy(data['data_samples']))
-    finally:
-        handle.remove()
-    metas = [s.metainfo for s in data['data_samples']]
-    assert assert_predict_margins(reference.bbox_head, *outputs['outs'], TEST_CFG, metas,
-                                  rescales=(True, )) > 0
-    assert_same_detections(reference, candidate, data, BOX_ATOL, SCORE_ATOL)
+    assert_same_predictions_with_margins(*build_twins())
 
 
 def test_a_train_step_updates_the_torch_owned_parameters(twins):

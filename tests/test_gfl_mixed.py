@@ -54,11 +54,12 @@ def gfl_config(head_type: str) -> dict:
         test_cfg=TEST_CFG)
 
 
-def build_twins():
+def build_twins(candidate_cfg=None):
+    """(mmdet's GFL, the candidate (default: mixed, the Jittor head in mmdet's GFL), batch)."""
     torch.manual_seed(0)
     reference = MODELS.build(ConfigDict(gfl_config('GFLHead')))  # mmdet reads cfg.score_thr
     randomise_(reference.bbox_head, seed=1)
-    mixed = MODELS.build(ConfigDict(gfl_config('JittorGFLHead')))
+    mixed = MODELS.build(ConfigDict(candidate_cfg or gfl_config('JittorGFLHead')))
     # strictly, as is: mmdet's 0-d Scale parameters are 0-d on the bridged twin too
     mixed.load_state_dict(reference.state_dict(), strict=True)
     images, samples = detection_batch()
@@ -89,10 +90,9 @@ def test_losses_and_gradients_match_mmdet(twins):
     assert mixed.backbone.conv1.weight.grad.abs().max() > 0
 
 
-def test_predictions_match_mmdet():
-    # fresh twins: training forwards of the other tests move BatchNorm's running statistics, and
-    # with them the scores whose margins are asserted here
-    reference, mixed, data = build_twins()
+def assert_same_predictions_with_margins(reference, candidate, data):
+    """Detections of ``candidate`` equal ``reference``'s, after asserting on the reference head's
+    outputs that the score_thr / nms_pre / NMS decisions keep their margins."""
     reference.eval()
     outputs = {}
     handle = reference.bbox_head.register_forward_hook(
@@ -105,4 +105,10 @@ def test_predictions_match_mmdet():
     metas = [s.metainfo for s in data['data_samples']]
     assert assert_predict_margins(reference.bbox_head, *outputs['outs'], TEST_CFG, metas,
                                   rescales=(True, )) > 0
-    assert_same_detections(reference, mixed, data, BOX_ATOL, SCORE_ATOL)
+    assert_same_detections(reference, candidate, data, BOX_ATOL, SCORE_ATOL)
+
+
+def test_predictions_match_mmdet():
+    # fresh twins: training forwards of the other tests move BatchNorm's running statistics, and
+    # with them the scores whose margins are asserted here
+    assert_same_predictions_with_margins(*build_twins())
