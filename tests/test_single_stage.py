@@ -3,8 +3,9 @@ SingleStageDetector with identical weights (ResNet-18 + FPN + an RPN head as the
 one Jittor dense head with an mmdet twin of the same interface; the one-stage heads build on the
 same detector).
 
-Tolerances as for the Faster R-CNN twins (tests/detector_checks.py): losses 1e-4 relative, boxes
-1e-3 px, scores 1e-4, the gradients float32 decides 1e-2 relative.
+Tolerances as for the Faster R-CNN twins (tests/detector_checks.py): outputs 1e-4, losses 1e-4
+relative (the RPN loss decides on the inputs only: MaxIoU assignment of fixed anchors to the ground
+truth, every anchor sampled), the gradients float32 decides 1e-2 relative.
 """
 import copy
 
@@ -15,7 +16,7 @@ from mmdet.utils import register_all_modules
 from mmengine.config import ConfigDict
 
 import jt_mm_plugins  # noqa: F401
-from detector_checks import assert_same_detections, assert_same_losses_and_gradients
+from detector_checks import assert_same_losses_and_gradients
 from jt_mm_plugins.alignment.pairs import detection_batch
 from jt_mm_plugins.models.detectors import JittorSingleStageDetector
 
@@ -97,9 +98,31 @@ def test_losses_and_gradients_match_mmdet(twins):
     assert_same_losses_and_gradients(reference, candidate, data, 1e-4, 1e-2)
 
 
-def test_predictions_match_mmdet(twins):
+def test_predictions_have_mmdet_structure(twins):
+    """Predictions come back as mmdet's: ``pred_instances`` with the same fields and dtypes, at
+    most ``max_per_img`` boxes inside the image, scores in descending order.
+
+    Which boxes survive is not compared here: with random weights the RPN's scores lie within
+    float32 error of each other (float64 sort gaps of 7e-9 at this size, measured with
+    ``jt_mm_plugins.alignment.margins.selection_report``), so the ``nms_pre`` cut and NMS are not
+    decided by float32 and would differ by machine. The selection itself is compared, with
+    asserted margins, in tests/test_rpn_head.py; the continuous outputs above."""
     reference, candidate, data = twins
-    assert_same_detections(reference, candidate, data, 1e-3, 1e-4)
+    results = []
+    for model in (reference, candidate):
+        model.eval()
+        with torch.no_grad():
+            results.append(model.predict(data['inputs'], copy.deepcopy(data['data_samples'])))
+    for ref, got in zip(*results):
+        ref, got = ref.pred_instances, got.pred_instances
+        assert set(got.keys()) == set(ref.keys()) == {'bboxes', 'scores', 'labels'}
+        for key in ('bboxes', 'scores', 'labels'):
+            assert got[key].dtype == ref[key].dtype, key
+        assert 0 < len(got) <= 50
+        assert torch.all(got.scores[:-1] >= got.scores[1:])
+        h, w = data['data_samples'][0].metainfo['ori_shape']
+        assert got.bboxes.min() >= 0 and got.bboxes[:, 0::2].max() <= w and \
+            got.bboxes[:, 1::2].max() <= h
 
 
 def test_a_checkpoint_of_the_mmdet_twin_loads_strictly_and_refuses_a_mismatch(twins, tmp_path):
