@@ -8,14 +8,19 @@ import torch
 from jt_mm_plugins.alignment import margins
 
 
-def assert_same_detections(reference, candidate, data, box_atol: float, score_atol: float) -> None:
-    """Eval-mode predictions: same count and labels, boxes and scores within the tolerances."""
+def predict_both(reference, candidate, data):
+    """Eval-mode predictions of both detectors on the same batch: (reference's, candidate's)."""
     results = []
     for model in (reference, candidate):
         model.eval()
         with torch.no_grad():
             results.append(model.predict(data['inputs'], copy.deepcopy(data['data_samples'])))
-    for r, g in zip(*results):
+    return results
+
+
+def assert_same_detections(reference, candidate, data, box_atol: float, score_atol: float) -> None:
+    """Eval-mode predictions: same count and labels, boxes and scores within the tolerances."""
+    for r, g in zip(*predict_both(reference, candidate, data)):
         r, g = r.pred_instances, g.pred_instances
         assert len(g) == len(r) > 0
         torch.testing.assert_close(g.scores, r.scores, atol=score_atol, rtol=0)

@@ -16,7 +16,7 @@ from mmdet.utils import register_all_modules
 from mmengine.config import ConfigDict
 
 import jt_mm_plugins  # noqa: F401
-from detector_checks import assert_same_losses_and_gradients
+from detector_checks import assert_same_losses_and_gradients, predict_both
 from jt_mm_plugins.alignment.pairs import detection_batch
 from jt_mm_plugins.models.detectors import JittorSingleStageDetector
 
@@ -108,12 +108,7 @@ def test_predictions_have_mmdet_structure(twins):
     decided by float32 and would differ by machine. The selection itself is compared, with
     asserted margins, in tests/test_rpn_head.py; the continuous outputs above."""
     reference, candidate, data = twins
-    results = []
-    for model in (reference, candidate):
-        model.eval()
-        with torch.no_grad():
-            results.append(model.predict(data['inputs'], copy.deepcopy(data['data_samples'])))
-    for ref, got in zip(*results):
+    for ref, got in zip(*predict_both(reference, candidate, data)):
         ref, got = ref.pred_instances, got.pred_instances
         assert set(got.keys()) == set(ref.keys()) == {'bboxes', 'scores', 'labels'}
         for key in ('bboxes', 'scores', 'labels'):
