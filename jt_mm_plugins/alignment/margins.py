@@ -202,8 +202,9 @@ def record_selections() -> Iterator[DecisionTrace]:
     cut) and every mmcv NMS call (margin: the smallest ``|IoU - threshold|`` over all pairs of its
     boxes, or the smallest score gap between two boxes overlapping beyond the threshold if smaller:
     which boxes survive; its value is the IoU matrix), and with it an ``nms order`` entry (the
-    smallest gap between any two of its scores: the order of the survivors and any top-k cut). A choice within float32 error of its boundary selects
-    other proposals / another order on another machine; tests assert that none is."""
+    smallest gap between any two of its scores: the order of the survivors and any top-k cut). A
+    choice within float32 error of its boundary selects other proposals / another order on another
+    machine; tests assert that none is."""
     trace = DecisionTrace([], {})
 
     def record(kind, value, margin, scale):

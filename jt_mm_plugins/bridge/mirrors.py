@@ -122,9 +122,10 @@ class JittorAttributeView:
                 f'{existing.__dict__["_mirror_path"]} is the torch view of a Jittor '
                 f'{type(existing.jittor_target()).__name__} inside a bridged Jittor module and '
                 f'cannot be replaced by {type(module).__name__}: the computation runs in Jittor, '
-                f'so a torch module put here would never run. torch.nn.SyncBatchNorm.convert_sync_batchnorm (mmengine\'s '
-                f'sync_bn option) cannot convert Jittor layers: configure the Jittor component '
-                f'itself (its norm_cfg).')
+                f'so a torch module put here would never run. '
+                f'torch.nn.SyncBatchNorm.convert_sync_batchnorm (mmengine\'s sync_bn option) '
+                f'cannot convert Jittor layers: configure the Jittor component itself (its '
+                f'norm_cfg).')
 
 
 class TorchMirror(JittorAttributeView, torch.nn.Module):

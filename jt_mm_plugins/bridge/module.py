@@ -61,9 +61,10 @@ class JittorModuleWrapper(JittorAttributeView, BaseModule):
     (``paramwise_cfg``), ``init_cfg`` and module walks see the twin's structure, the public data
     attributes of the Jittor module are readable here (``num_outs``), ``state_dict()`` keys equal the
     Jittor module's and an mmengine checkpoint, ``init_cfg=dict(type='Pretrained', ...)``,
-    optimizers, gradient clipping and ``load_from`` all work on the torch side unchanged. ``forward`` pushes parameter values that changed
-    since the last step to Jittor, runs the Jittor module as one autograd node (see
-    :func:`call_jittor`), and after a training forward copies updated running statistics back.
+    optimizers, gradient clipping and ``load_from`` all work on the torch side unchanged.
+    ``forward`` pushes parameter values that changed since the last step to Jittor, runs the Jittor
+    module as one autograd node (see :func:`call_jittor`), and after a training forward copies
+    updated running statistics back.
 
     Subclasses made by :func:`register_jittor_module` set ``jittor_class`` and build it from the
     config's keyword arguments; :meth:`from_jittor_module` wraps an existing Jittor module.
