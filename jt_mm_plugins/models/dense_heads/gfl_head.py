@@ -171,7 +171,18 @@ class JittorGFLHead(JittorAnchorHead):
             cls_feat = cls_conv(cls_feat)
         for reg_conv in self.reg_convs:
             reg_feat = reg_conv(reg_feat)
-        return self.gfl_cls(cls_feat), scale(self.gfl_reg(reg_feat)).float32()
+        bbox_pred = scale(self.gfl_reg(reg_feat)).float32()
+        return self._cls_output(cls_feat, bbox_pred), bbox_pred
+
+    def _cls_output(self, cls_feat: jt.Var, bbox_pred: jt.Var) -> jt.Var:
+        """The level's classification output from the tower's features: GFL's joint-score logits
+        (subclasses may also read the level's ``bbox_pred``)."""
+        return self.gfl_cls(cls_feat)
+
+    def _score_probs(self, cls_score: jt.Var) -> jt.Var:
+        """Joint-score probabilities of (n, cls_out_channels) outputs: the sigmoid of GFL's
+        logits (the positives' box-loss weights are their max)."""
+        return cls_score.sigmoid()
 
     @staticmethod
     def anchor_center(anchors: jt.Var) -> jt.Var:
@@ -232,7 +243,7 @@ class JittorGFLHead(JittorAnchorHead):
             pos_bbox_targets = take_rows(bbox_targets, pos_inds)
             pos_bbox_pred = take_rows(bbox_pred, pos_inds)
             pos_anchor_centers = self.anchor_center(take_rows(anchors, pos_inds)) / stride[0]
-            weight_targets = take_rows(cls_score.detach().sigmoid().max(dim=1), pos_inds)
+            weight_targets = take_rows(self._score_probs(cls_score.detach()).max(dim=1), pos_inds)
             pos_decode_bbox_pred = self.bbox_coder.decode(pos_anchor_centers,
                                                           self.integral(pos_bbox_pred))
             pos_decode_bbox_targets = pos_bbox_targets / stride[0]
