@@ -153,8 +153,9 @@ class _LossProbe(torch.nn.Module):
         return self.model.named_parameters(*args, **kwargs)
 
 
-def detection_batch(size: int = 96):
-    """Two images (the second smaller than the batch shape) with a few ground-truth boxes."""
+def detection_batch(size: int = 96, boxes=((8., 10., 50., 60.), (40., 30., 90., 70.))):
+    """Two images (the second smaller than the batch shape) with ground-truth ``boxes`` (labels 0
+    and 2; scaled by 0.9 in the first image)."""
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
     generator = torch.Generator().manual_seed(0)
@@ -163,7 +164,7 @@ def detection_batch(size: int = 96):
         sample = DetDataSample(
             metainfo=dict(img_shape=shape, ori_shape=shape, scale_factor=(1., 1.)))
         gt = InstanceData()
-        gt.bboxes = torch.tensor([[8., 10., 50., 60.], [40., 30., 90., 70.]]) * (0.9 + 0.1 * i)
+        gt.bboxes = torch.tensor(boxes) * (0.9 + 0.1 * i)
         gt.labels = torch.tensor([0, 2])
         sample.gt_instances = gt
         samples.append(sample)
@@ -183,24 +184,68 @@ def demo_detector_configs(candidate: str = 'faster_rcnn_r18_fpn_demo_jittor'):
     return configs
 
 
-def _build_detectors(seed: int, configs: Tuple):
-    """(reference, candidate, preprocessed detection batch) from (reference, candidate) configs."""
+# The two-stage detector case of the alignment tests: few proposals, so that every selection keeps a
+# margin that float32 decides (tests/test_faster_rcnn.py asserts them on a float64 run).
+SMALL_RPN_NMS_PRE = 12  # per FPN level, train and test: the only sort in the flow (its cut)
+SMALL_RPN_PROPOSALS = 16  # per image, after NMS
+# boxes clipped to zero width (outside the 48-px-high image's img_shape, inside its padding) are
+# removed by a 1-px minimum that no float32 rounding of a clipped coordinate can cross (with mmdet's
+# 0, ``w > 0`` of an exact 0 would hinge on on which side of the border float32 puts a coordinate)
+SMALL_MIN_BBOX_SIZE = 1.0
+# 64x64 and 48x64 images; gt corners off the anchor grid's symmetries (the demo batch's gts have
+# anchors with exactly equal IoU, ties that float32 may break either way)
+SMALL_DETECTOR_BATCH = (64, ((5.3, 7.6, 33.1, 40.7), (26.2, 19.4, 58.7, 45.9)))
+
+
+def small_detector_configs(candidate: str = 'faster_rcnn_r18_fpn_demo_jittor'):
+    """:func:`demo_detector_configs` with ``SMALL_RPN_NMS_PRE`` / ``SMALL_RPN_PROPOSALS``
+    proposals in training and testing (the demo's 2000 / 1000 give NMS thousands of pairs, some
+    within float32 error of the IoU threshold)."""
+    configs = demo_detector_configs(candidate)
+    for cfg in configs:
+        for stage in (cfg.train_cfg.rpn_proposal, cfg.test_cfg.rpn):
+            stage.update(nms_pre=SMALL_RPN_NMS_PRE, max_per_img=SMALL_RPN_PROPOSALS,
+                         min_bbox_size=SMALL_MIN_BBOX_SIZE)
+    return configs
+
+
+def spread_head_weights(detector: torch.nn.Module, seed: int) -> None:
+    """Redraw the output layers of a Faster R-CNN's heads with a spread (mmdet initialises them
+    N(0, 0.01) / N(0, 0.001): the scores then crowd together and the boxes sit on their anchors,
+    whose IoUs repeat, so sorts, NMS and thresholds decide on gaps as small as float32's error;
+    much larger weights saturate the sigmoid at 0 / 1, with the same effect)."""
+    generator = torch.Generator().manual_seed(seed)
+    # logits of a few units: scores neither crowded nor saturated
+    layers = {'rpn_head.rpn_cls': 0.05, 'rpn_head.rpn_reg': 0.02, 'roi_head.bbox_head.fc_cls': 0.04,
+              'roi_head.bbox_head.fc_reg': 0.05}
+    modules = dict(detector.named_modules())
+    with torch.no_grad():
+        for name, std in layers.items():
+            for p in modules[name].parameters():
+                p.copy_(torch.randn(p.shape, generator=generator) * std)
+
+
+def _build_detectors(seed: int, configs: Tuple, spread: bool = False):
+    """(reference, candidate, preprocessed detection batch) from (reference, candidate) configs;
+    ``spread``: :func:`spread_head_weights`."""
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     register_all_modules()
     ref_cfg, jit_cfg = configs
     torch.manual_seed(seed)
     reference, candidate = MODELS.build(ref_cfg), MODELS.build(jit_cfg)
+    if spread:
+        spread_head_weights(reference, seed)
     candidate.load_state_dict(reference.state_dict(), strict=True)
-    images, samples = detection_batch()
+    images, samples = detection_batch(*(SMALL_DETECTOR_BATCH if spread else ()))
     data = reference.data_preprocessor({'inputs': images, 'data_samples': samples}, False)
     return reference, candidate, data
 
 
-def _detector_loss_pair(size: str, seed: int, configs: Tuple) -> Built:
+def _detector_loss_pair(size: str, seed: int, configs: Tuple, spread: bool = False) -> Built:
     import copy
     _sized(size, None, None)
-    reference, candidate, data = _build_detectors(seed, configs)
+    reference, candidate, data = _build_detectors(seed, configs, spread)
     samples = data['data_samples']
 
     def loss(model, inputs):
@@ -213,7 +258,8 @@ def _detector_loss_pair(size: str, seed: int, configs: Tuple) -> Built:
                 tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2}, float64_referee=True,
                 float64_context=mmcv_nms_accepts_float64)
 def build_faster_rcnn(size: str = 'small', seed: int = 0) -> Built:
-    return _detector_loss_pair(size, seed, demo_detector_configs('faster_rcnn_r18_fpn_demo_jittor'))
+    return _detector_loss_pair(size, seed,
+                               small_detector_configs('faster_rcnn_r18_fpn_demo_jittor'), spread=True)
 
 
 @alignment_pair('jittor_heads', "mmdet's FasterRCNN with JittorRPNHead + JittorStandardRoIHead vs "
@@ -222,7 +268,8 @@ def build_faster_rcnn(size: str = 'small', seed: int = 0) -> Built:
                 float64_context=mmcv_nms_accepts_float64)
 def build_jittor_heads(size: str = 'small', seed: int = 0) -> Built:
     return _detector_loss_pair(size, seed,
-                               demo_detector_configs('faster_rcnn_r18_fpn_jittor_heads_demo'))
+                               small_detector_configs('faster_rcnn_r18_fpn_jittor_heads_demo'),
+                               spread=True)
 
 
 def gfl_demo_configs(candidate: str):
