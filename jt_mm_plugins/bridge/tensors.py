@@ -4,9 +4,12 @@ CPU: one copy each way. ``tensor.numpy()`` is a view, ``jt.array`` copies it int
 ``Var.numpy()`` copies out of Jittor's memory and ``torch.from_numpy`` is a view of that copy. The
 gradients a backward returns are not copied at all (``share_memory=True``: views of Jittor's buffers).
 
-CUDA (designed, not yet run on a GPU here): Jittor has no DLPack, so a device-to-device copy is made by
-a tiny ``jt.code`` kernel that ``cudaMemcpyAsync``-s between Jittor's buffer and the torch tensor's
-device pointer, after synchronising torch's stream (see ``_cuda_copy_*``). No host round trip.
+CUDA: Jittor has no DLPack, so a device-to-device copy is made by a tiny ``jt.code`` kernel that
+``cudaMemcpyAsync``-s between Jittor's buffer and the torch tensor's device pointer, after
+synchronising torch's stream (``_cuda_torch_to_jittor`` / ``_cuda_jittor_to_torch``). No host round
+trip. Jittor is lazy: the torch-to-Jittor copy is executed before returning, so it reads the tensor
+as it is at the call, not whatever torch later writes into (or reallocates from) that memory
+(tests/test_cuda_device.py checks both; see the README for where and when it ran on a GPU).
 """
 from typing import Any, Callable, List
 
@@ -67,20 +70,28 @@ def jittor_to_torch(var: 'jt.Var', device: torch.device = torch.device('cpu'),
     return torch.from_numpy(array).to(device)
 
 
+# Device pointers travel in ``data`` (doubles: exact below 2**53), so one compiled kernel serves all.
+COPY_FROM_TORCH_CUDA_SRC = ('cudaMemcpyAsync(out0_p, (void*)(size_t)data["src"], out0->size, '
+                            'cudaMemcpyDeviceToDevice, 0);')
+COPY_TO_TORCH_CUDA_SRC = ('cudaMemcpyAsync((void*)(size_t)data["dst"], in0_p, in0->size, '
+                          'cudaMemcpyDeviceToDevice, 0);')
+
+
 def _cuda_torch_to_jittor(tensor: torch.Tensor) -> 'jt.Var':
     tensor = tensor.contiguous()
     torch.cuda.current_stream(tensor.device).synchronize()  # the producer kernel must be done
-    return jt.code(list(tensor.shape), TORCH_TO_JITTOR_DTYPE[tensor.dtype], [],
-                   cuda_src='cudaMemcpyAsync(out0_p, (void*)(size_t)data["src"], out0->size, '
-                            'cudaMemcpyDeviceToDevice, 0);',
-                   data={'src': tensor.data_ptr()})
+    var = jt.code(list(tensor.shape), TORCH_TO_JITTOR_DTYPE[tensor.dtype], [],
+                  cuda_src=COPY_FROM_TORCH_CUDA_SRC, data={'src': tensor.data_ptr()})
+    # Run the copy now: a lazy Var would read the pointer whenever Jittor next executes, after torch
+    # may have written to it or freed it (``tensor`` may be a temporary ``contiguous()`` copy). The
+    # copy is queued on the legacy default stream, ahead of any later torch kernel on it.
+    var.sync()
+    return var
 
 
 def _cuda_jittor_to_torch(var: 'jt.Var', device: torch.device) -> torch.Tensor:
     out = torch.empty(tuple(var.shape), dtype=JITTOR_TO_TORCH_DTYPE[str(var.dtype)], device=device)
-    done = jt.code(var.shape, var.dtype, [var],
-                   cuda_src='cudaMemcpyAsync((void*)(size_t)data["dst"], in0_p, in0->size, '
-                            'cudaMemcpyDeviceToDevice, 0);',
+    done = jt.code(var.shape, var.dtype, [var], cuda_src=COPY_TO_TORCH_CUDA_SRC,
                    data={'dst': out.data_ptr()})
     done.sync()
     jt.sync_all(True)  # Jittor's stream must finish before torch reads ``out``

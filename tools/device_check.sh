@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# GPU checks on a machine with an NVIDIA GPU, nvcc, g++, torch + torchvision (CUDA) and pytest, but
+# no Jittor / mmcv / mmdet / mmengine and no network: the device machine of this workplace.
+#
+#   tools/device_check.sh [CARRY_DIR]        (default: .devcarry in the repo root)
+#
+# CARRY_DIR holds what that machine lacks, prepared on a machine with network access (see README,
+# "GPU checks"):
+#   whl/*.whl                numpy 1.26.4 (Jittor 1.3.11 requires numpy<2) and astunparse, cp312
+#   jittor-1.3.11.0/         Jittor's source tree (jittor/, jittor_utils/), as scripts/setup.sh installs it
+#   pyinclude/python3.X/     Python headers, used only when the machine has none (Jittor compiles its
+#                            core against them at first import)
+# It runs (1) an import of Jittor through jt_mm_plugins.runtime, timing the compilation of Jittor's
+# core and CUDA libraries, then (2) tests/test_cuda_device.py with JTMM_REQUIRE_CUDA=1.
+# Logs go to $OUT (default /tmp/jtmm_device_check): env.txt, import.log, pytest.log, junit.xml.
+# The whole run keeps within JTMM_DEVICE_BUDGET_S seconds (default 440).
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CARRY="$(cd "${1:-$ROOT/.devcarry}" && pwd)" || { echo "no carry folder ${1:-.devcarry}" >&2; exit 2; }
+OUT="${OUT:-/tmp/jtmm_device_check}"
+PY="${PYTHON:-python3}"
+SITE=/tmp/jtmm_site
+SHIM=/tmp/jtmm_pyconfig
+BUDGET="${JTMM_DEVICE_BUDGET_S:-440}"
+START=$(date +%s)
+mkdir -p "$OUT" "$SHIM"
+export PYTHONUNBUFFERED=1
+left() { local s=$(( BUDGET - ($(date +%s) - START) )); echo $(( s > 1 ? s : 1 )); }
+log() { printf '[device_check %s +%ss] %s\n' "$(date -u +%H:%M:%S)" "$(( $(date +%s) - START ))" "$*"; }
+
+# --- what the machine has ----------------------------------------------------------------------
+{
+    echo "date: $(date -u)"; echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv 2>&1
+    echo "nvcc: $(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>&1)"
+    (nvcc --version 2>/dev/null || /usr/local/cuda/bin/nvcc --version) 2>&1 | tail -2
+    echo "g++: $(g++ --version 2>&1 | head -1)"; echo "nproc: $(nproc)"
+    echo "python: $(command -v "$PY") $("$PY" -VV 2>&1)"
+    echo "python3-config --includes: $(python3-config --includes 2>&1)"
+    ls /usr/include/python3.* -d 2>&1
+    "$PY" -c 'import sysconfig; print("sysconfig include:", sysconfig.get_paths()["include"])'
+    "$PY" -c 'import torch, torchvision, numpy; print("torch", torch.__version__, "cuda",
+torch.version.cuda, torch.cuda.is_available(), "| torchvision", torchvision.__version__,
+"| numpy", numpy.__version__)' 2>&1
+    ls /usr/local/cuda/include/cudnn*.h /usr/include/cudnn*.h /usr/include/x86_64-linux-gnu/cudnn*.h \
+        2>&1 | head -3
+    "$PY" -m pip list 2>/dev/null | grep -i -E "^(pytest|pytest-timeout|cupy|nvidia-cudnn)" || true
+} 2>&1 | tee "$OUT/env.txt"
+
+# --- carried packages --------------------------------------------------------------------------
+log "installing carried wheels into $SITE"
+"$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+    "$CARRY"/whl/*.whl || { log "FAILED: pip install of the carried wheels"; exit 3; }
+JITTOR_SRC="${JTMM_JITTOR_SRC:-$CARRY/jittor-1.3.11.0}"  # JTMM_JITTOR_SRC: an installed Jittor instead
+export PYTHONPATH="$SITE:$JITTOR_SRC:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+# Jittor asks python3.X-config for the include flags; point it at headers that exist.
+read -r PYVER PYINC EXT_SUFFIX < <("$PY" -c 'import sys, sysconfig
+print("%d.%d" % sys.version_info[:2], sysconfig.get_paths()["include"],
+      sysconfig.get_config_var("EXT_SUFFIX"))')
+if [[ ! -f "$PYINC/Python.h" ]]; then
+    log "no Python.h in $PYINC: using the carried headers $CARRY/pyinclude/python$PYVER"
+    PYINC="$CARRY/pyinclude/python$PYVER"
+    [[ -f "$PYINC/Python.h" ]] || { log "FAILED: no carried headers for Python $PYVER"; exit 4; }
+fi
+cat > "$SHIM/python$PYVER-config" <<EOF
+#!/bin/sh
+case "\$1" in
+    --includes) echo "-I$PYINC -I$PYINC" ;;
+    --extension-suffix) echo "$EXT_SUFFIX" ;;
+    *) echo "python$PYVER-config shim of tools/device_check.sh: unsupported \$*" >&2; exit 1 ;;
+esac
+EOF
+chmod +x "$SHIM/python$PYVER-config"
+export python_config_path="$SHIM/python$PYVER-config"
+log "Python headers: $PYINC"
+
+# --- (1) Jittor's first import: core + CUDA libraries compile here -----------------------------
+import_jittor() {
+    timeout "$(left)" "$PY" - <<'EOF'
+import sys, time
+sys.path.insert(0, 'tests')
+start = time.time()
+import test_cuda_device as checks  # imports jt_mm_plugins.runtime, hence Jittor
+from jt_mm_plugins import runtime
+jt = runtime.jt
+print(f'JTMM import of Jittor (core + CUDA libraries compiled): {time.time() - start:.1f} s')
+print('JTMM', runtime.describe(), '| jt.has_cuda', jt.has_cuda, '| use_cuda', jt.flags.use_cuda,
+      '| cuda_archs', list(jt.flags.cuda_archs), '| nvcc_flags', jt.flags.nvcc_flags)
+for lib in ('cub', 'cublas', 'cudnn', 'curand'):
+    print('JTMM', lib, 'loaded:', getattr(jt.compile_extern, lib + '_ops', None) is not None)
+sys.exit(0 if checks.CUDA else 5)
+EOF
+}
+log "importing Jittor (first import compiles its core and CUDA libraries)"
+: > "$OUT/import.log"
+for attempt in 1 2 3; do
+    import_jittor > /tmp/jtmm_import_attempt.log 2>&1
+    rc=$?
+    tee -a "$OUT/import.log" < /tmp/jtmm_import_attempt.log
+    grep -q 'JTMM import of Jittor' /tmp/jtmm_import_attempt.log && break
+    if grep -q 'please rerun your command' /tmp/jtmm_import_attempt.log; then
+        log "Jittor rebuilt jit_utils and asks for a rerun"
+    elif grep -qi cudnn /tmp/jtmm_import_attempt.log && [[ -z "${conv_opt:-}" ]]; then
+        # Jittor 1.3.11 aborts when it finds no cuDNN 7/8 (libcudnn_ops_infer.so); conv_opt=1 makes
+        # it skip cuDNN (and cuFFT, cuSPARSE) and use its own convolution.
+        log "import failed on cuDNN (rc=$rc): retrying with conv_opt=1"
+        export conv_opt=1
+    else
+        break
+    fi
+done
+log "import rc=$rc"
+
+# --- (2) the GPU tests ---------------------------------------------------------------------------
+TIMEOUT_ARGS=()
+"$PY" -c 'import pytest_timeout' 2>/dev/null && TIMEOUT_ARGS=(--timeout=150)
+log "running tests/test_cuda_device.py ($(left) s left)"
+JTMM_REQUIRE_CUDA=1 timeout "$(left)" "$PY" -m pytest tests/test_cuda_device.py -v -rA \
+    -p no:cacheprovider --durations=0 "${TIMEOUT_ARGS[@]}" --junitxml="$OUT/junit.xml" 2>&1 \
+    | tee "$OUT/pytest.log"
+rc=${PIPESTATUS[0]}
+log "pytest rc=$rc (conv_opt=${conv_opt:-unset})"
+exit "$rc"
