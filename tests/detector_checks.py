@@ -1,7 +1,8 @@
-"""Checks shared by the whole-detector alignment tests (test_faster_rcnn.py, test_mixed_heads.py):
-a candidate detector with Jittor parts against mmdet's detector holding identical weights."""
+"""Checks shared by the whole-detector alignment tests (test_faster_rcnn.py, test_mixed_heads.py, the
+GFL and single-stage detector tests): a candidate detector with Jittor parts against mmdet's
+detector holding identical weights."""
 import copy
-from typing import Dict
+from typing import Dict, Iterable, Optional
 
 import torch
 
@@ -18,6 +19,33 @@ def predict_both(reference, candidate, data):
     return results
 
 
+def assert_selections_decided(reference, data, training: bool, expected_kinds: Iterable[str],
+                              sort_cut: Optional[int] = None) -> margins.MarginReport:
+    """A float64 and a float32 copy of mmdet's detector run the batch (train: loss and backward;
+    eval: predict); assert that float32 decides every selection of it (sorts / top-k cuts, NMS and
+    the order of its survivors, ``score_thr``, ``min_bbox_size``, the MaxIoUAssigner's thresholds:
+    :func:`margins.record_selections`, ``sort_cut`` as there) and that each of ``expected_kinds``
+    was recorded (so that the check cannot pass on a flow that was not recorded). ReLU / max-pool
+    decisions are left to the gradient rule. Returns the report (for
+    :func:`assert_same_losses_and_gradients`)."""
+    def run(model, dtype):
+        model.train(training)
+        inputs, samples = data['inputs'].to(dtype), copy.deepcopy(data['data_samples'])
+        if training:
+            model.parse_losses(model.loss(inputs, samples))[0].backward()
+        else:
+            with torch.no_grad():
+                model.predict(inputs, samples)
+
+    report = margins.all_decisions_report(reference, run, sort_cut=sort_cut)
+    undecided = [f'{d.label} (margin {d.margin:.1e}, float32 error {report.errors32[d.index]:.1e})'
+                 for d in report.undecided_selections]
+    assert not undecided, f'selections within float32 error of their boundary: {undecided}'
+    recorded = {d.kind for d in report.trace64.decisions}
+    assert set(expected_kinds) <= recorded, f'not recorded: {set(expected_kinds) - recorded}'
+    return report
+
+
 def assert_same_detections(reference, candidate, data, box_atol: float, score_atol: float) -> None:
     """Eval-mode predictions: same count and labels, boxes and scores within the tolerances."""
     for r, g in zip(*predict_both(reference, candidate, data)):
@@ -29,10 +57,13 @@ def assert_same_detections(reference, candidate, data, box_atol: float, score_at
 
 
 def assert_same_losses_and_gradients(reference, candidate, data, loss_rtol: float,
-                                     grad_rtol: float) -> Dict[str, float]:
+                                     grad_rtol: float,
+                                     report: Optional[margins.MarginReport] = None
+                                     ) -> Dict[str, float]:
     """Train-mode losses within ``loss_rtol`` and every parameter gradient of the summed loss that
     float32 decides within ``grad_rtol`` (relative to the reference's largest entry); returns the
-    gradient differences."""
+    gradient differences. ``report``: the train-mode decisions if already measured
+    (:func:`assert_selections_decided`)."""
     losses = []
     for model in (reference, candidate):
         model.train()
@@ -51,17 +82,17 @@ def assert_same_losses_and_gradients(reference, candidate, data, loss_rtol: floa
     # Which gradients float32 decides (jt_mm_plugins/alignment/margins.py): a parameter's gradient
     # is compared only when every ReLU / max-pool decision after its module's first call lies
     # farther from its boundary, in a float64 run of the reference, than 10x the float32 error
-    # bound. At this size the backbone, the neck and the RPN are upstream of ReLU inputs ~1e-6
-    # from zero (float32 error ~5e-6), and the RoIs come in another order in float64 (proposals
-    # sorted on scores 1e-7 apart), so that the RoI head's ReLUs cannot be checked element by
-    # element either: only the last layers (fc_cls, fc_reg) are compared; the others are counted.
-    # Gradients of every component are compared, well-defined, in the component tests.
+    # bound (a decision whose float32 run is not comparable element by element, e.g. RoIs of
+    # other proposals, counts as undecided). At test sizes the backbone and the neck are upstream
+    # of ReLU inputs ~1e-6 from zero (float32 error ~5e-6): their gradients are counted, not
+    # compared. Gradients of every component are compared, well-defined, in the component tests.
     def run(model, dtype):
         model.train()
         model_losses = model.loss(data['inputs'].to(dtype), copy.deepcopy(data['data_samples']))
         model.parse_losses(model_losses)[0].backward()
 
-    report = margins.all_decisions_report(reference, run)
+    if report is None:
+        report = margins.all_decisions_report(reference, run)
     ref_params = dict(reference.named_parameters())
     errors, not_decidable = {}, []
     for name, p in candidate.named_parameters():
@@ -78,3 +109,29 @@ def assert_same_losses_and_gradients(reference, candidate, data, loss_rtol: floa
     assert errors, 'no gradient decidable in float32'
     assert all(v <= grad_rtol for v in errors.values()), errors
     return errors
+
+
+# The small Faster R-CNN case (jt_mm_plugins.alignment.pairs.small_faster_rcnn_twins): the
+# selections each mode must record (RPN: nms_pre ranking, min_bbox_size, NMS; RoI head: assigner,
+# the accuracy's top-1 in training, score_thr and NMS in testing).
+FASTER_RCNN_TRAIN_SELECTIONS = ('sort', 'min_bbox_size', 'nms', 'nms order', 'assigner', 'topk')
+FASTER_RCNN_PREDICT_SELECTIONS = ('sort', 'min_bbox_size', 'nms', 'nms order', 'score_thr')
+
+
+def assert_faster_rcnn_losses_match(reference, candidate, data, loss_rtol: float,
+                                    grad_rtol: float) -> Dict[str, float]:
+    """The selections first (:func:`assert_selections_decided`; the RPN's only sort is its
+    ``nms_pre`` ranking, judged at its cut), then losses and well-defined gradients."""
+    from jt_mm_plugins.alignment.pairs import SMALL_RPN_NMS_PRE
+    report = assert_selections_decided(reference, data, True, FASTER_RCNN_TRAIN_SELECTIONS,
+                                       SMALL_RPN_NMS_PRE)
+    return assert_same_losses_and_gradients(reference, candidate, data, loss_rtol, grad_rtol,
+                                            report)
+
+
+def assert_faster_rcnn_detections_match(reference, candidate, data, box_atol: float,
+                                        score_atol: float) -> None:
+    from jt_mm_plugins.alignment.pairs import SMALL_RPN_NMS_PRE
+    assert_selections_decided(reference, data, False, FASTER_RCNN_PREDICT_SELECTIONS,
+                              SMALL_RPN_NMS_PRE)
+    assert_same_detections(reference, candidate, data, box_atol, score_atol)

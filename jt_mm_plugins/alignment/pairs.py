@@ -242,6 +242,13 @@ def _build_detectors(seed: int, configs: Tuple, spread: bool = False):
     return reference, candidate, data
 
 
+def small_faster_rcnn_twins(candidate: str = 'faster_rcnn_r18_fpn_demo_jittor', seed: int = 0):
+    """(mmdet's Faster R-CNN, the ``configs/demo/{candidate}.py`` twin with its weights, the
+    preprocessed batch) of the small case: :func:`small_detector_configs`,
+    :func:`spread_head_weights`, ``SMALL_DETECTOR_BATCH``."""
+    return _build_detectors(seed, small_detector_configs(candidate), spread=True)
+
+
 def _detector_loss_pair(size: str, seed: int, configs: Tuple, spread: bool = False) -> Built:
     import copy
     _sized(size, None, None)
