@@ -17,7 +17,7 @@ JITTOR_NAMES = {'FasterRCNN': 'JittorFasterRCNN', 'ResNet': 'JittorResNet', 'FPN
                 'RPNHead': 'JittorRPNHead', 'StandardRoIHead': 'JittorStandardRoIHead',
                 'SingleRoIExtractor': 'JittorSingleRoIExtractor',
                 'Shared2FCBBoxHead': 'JittorShared2FCBBoxHead', 'GFL': 'JittorGFL',
-                'GFLHead': 'JittorGFLHead'}
+                'GFLHead': 'JittorGFLHead', 'GFocalV2Head': 'GFocalV2Head'}
 
 
 def _types(model_cfg):
@@ -42,6 +42,10 @@ def test_config_builds(path):
     ('configs/demo/faster_rcnn_r18_fpn_demo_jittor.py', 'configs/demo/faster_rcnn_r18_fpn_demo_mmdet.py'),
     ('configs/gfl/gfl_r50_fpn_1x_coco_jittor.py', 'mmdet::gfl/gfl_r50_fpn_1x_coco.py'),
     ('configs/demo/gfl_r18_fpn_demo_jittor.py', 'configs/demo/gfl_r18_fpn_demo_mmdet.py'),
+    ('configs/gfocalv2/gfocalv2_r50_fpn_1x_coco_jittor.py',
+     'configs/gfocalv2/gfocalv2_r50_fpn_1x_coco.py'),
+    ('configs/demo/gfocalv2_r18_fpn_demo_jittor.py',
+     'configs/demo/gfocalv2_r18_fpn_jittor_head_demo.py'),
 ])
 def test_pure_jittor_config_changes_only_types(jittor_cfg, mmdet_cfg):
     jit = Config.fromfile(os.path.join(REPO, jittor_cfg))
@@ -63,3 +67,40 @@ def test_pure_jittor_config_changes_only_types(jittor_cfg, mmdet_cfg):
     # (dataset types are equal too; strip_types only drops mmengine's _scope_ bookkeeping there)
     assert jit.train_dataloader.dataset.type == ref.train_dataloader.dataset.type
     assert strip_types(jit.train_dataloader.to_dict()) == strip_types(ref.train_dataloader.to_dict())
+
+
+@pytest.mark.parametrize('gfocalv2_cfg, gfl_cfg', [
+    ('configs/gfocalv2/gfocalv2_r50_fpn_1x_coco.py', 'mmdet::gfl/gfl_r50_fpn_1x_coco.py'),
+    ('configs/demo/gfocalv2_r18_fpn_jittor_head_demo.py', 'configs/demo/gfl_r18_fpn_demo_mmdet.py'),
+])
+def test_gfocalv2_config_is_gfl_with_the_dgqp_head(gfocalv2_cfg, gfl_cfg):
+    """GFocalV2's configs are their GFL base with only the head's type, DGQP settings and QFL on
+    the joint probability changed (the COCO one: the original's use_sigmoid=False, 81 channels)."""
+    if gfl_cfg.startswith('mmdet::'):
+        import mmdet
+        gfl_cfg = os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'configs',
+                               gfl_cfg[len('mmdet::'):])
+    v2 = Config.fromfile(os.path.join(REPO, gfocalv2_cfg))
+    gfl = Config.fromfile(os.path.join(REPO, gfl_cfg))
+    v2_head, gfl_head = v2.model.bbox_head.to_dict(), gfl.model.bbox_head.to_dict()
+    assert v2_head.pop('type') == 'GFocalV2Head' and gfl_head.pop('type') == 'GFLHead'
+    assert (v2_head.pop('reg_topk'), v2_head.pop('reg_channels'), v2_head.pop('add_mean')) == \
+        (4, 64, True)
+    v2_loss, gfl_loss = v2_head.pop('loss_cls'), gfl_head.pop('loss_cls')
+    assert v2_loss.get('use_sigmoid') is False or v2_loss.get('activated') is True
+    assert {k: v for k, v in v2_loss.items() if k not in ('use_sigmoid', 'activated')} == \
+        {k: v for k, v in gfl_loss.items() if k != 'use_sigmoid'}
+    assert v2_head == gfl_head
+
+    def without_scope(d):  # mmengine's _scope_ bookkeeping differs between base and child
+        if isinstance(d, dict):
+            return {k: without_scope(v) for k, v in d.items() if k != '_scope_'}
+        if isinstance(d, (list, tuple)):
+            return [without_scope(v) for v in d]
+        return d
+
+    rest = [without_scope({k: v for k, v in c.to_dict().items()
+                           if k not in ('model', 'custom_imports')}) for c in (v2, gfl)]
+    assert rest[0] == rest[1]
+    assert without_scope({k: v for k, v in v2.model.to_dict().items() if k != 'bbox_head'}) == \
+        without_scope({k: v for k, v in gfl.model.to_dict().items() if k != 'bbox_head'})
