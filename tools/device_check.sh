@@ -2,19 +2,42 @@
 # GPU checks on a machine with an NVIDIA GPU, nvcc, g++, torch + torchvision (CUDA) and pytest, but
 # no Jittor / mmcv / mmdet / mmengine and no network: the device machine of this workplace.
 #
-#   tools/device_check.sh [CARRY_DIR]        (default: .devcarry in the repo root)
+#   tools/device_check.sh --prepare [CARRY_DIR]   here (network, set-up done): fill CARRY_DIR
+#   tools/device_check.sh [CARRY_DIR]             there: run the checks
 #
-# CARRY_DIR holds what that machine lacks, prepared on a machine with network access (see README,
-# "GPU checks"):
+# CARRY_DIR (default .devcarry in the repo root; git-excluded, never commit it) holds what that
+# machine lacks:
 #   whl/*.whl                numpy 1.26.4 (Jittor 1.3.11 requires numpy<2) and astunparse, cp312
 #   jittor-1.3.11.0/         Jittor's source tree (jittor/, jittor_utils/), as scripts/setup.sh installs it
-#   pyinclude/python3.X/     Python headers, used only when the machine has none (Jittor compiles its
+#   pyinclude/python3.12/    Python headers, used only when the machine has none (Jittor compiles its
 #                            core against them at first import)
 # It runs (1) an import of Jittor through jt_mm_plugins.runtime, timing the compilation of Jittor's
 # core and CUDA libraries, then (2) tests/test_cuda_device.py with JTMM_REQUIRE_CUDA=1.
 # Logs go to $OUT (default /tmp/jtmm_device_check): env.txt, import.log, pytest.log, junit.xml.
 # The whole run keeps within JTMM_DEVICE_BUDGET_S seconds (default 440).
 set -uo pipefail
+
+if [[ "${1:-}" == "--prepare" ]]; then
+    ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    CARRY="${2:-$ROOT/.devcarry}"
+    DEVPY=3.12  # the device machine's Python
+    set -e
+    mkdir -p "$CARRY/whl" "$CARRY/pyinclude"
+    grep -qxF '/.devcarry/' "$ROOT/.git/info/exclude" 2>/dev/null || \
+        { mkdir -p "$ROOT/.git/info"; echo '/.devcarry/' >> "$ROOT/.git/info/exclude"; }
+    "$ROOT/.venv/bin/python" -m pip download -q --no-deps --only-binary=:all: --python-version "$DEVPY" \
+        --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        --platform any -d "$CARRY/whl" numpy==1.26.4 astunparse==1.6.3
+    JT="$("$ROOT/.venv/bin/python" -c 'import jittor_utils, os; print(os.path.dirname(os.path.dirname(jittor_utils.__file__)))' 2>/dev/null | tail -1)"
+    rm -rf "$CARRY/jittor-1.3.11.0" && mkdir -p "$CARRY/jittor-1.3.11.0"
+    cp -a "$JT/jittor" "$JT/jittor_utils" "$CARRY/jittor-1.3.11.0/"
+    find "$CARRY/jittor-1.3.11.0" -name __pycache__ -prune -exec rm -rf {} +
+    # Headers of any Python $DEVPY.x (the ABI is the minor version's): pyenv's, or a system one.
+    INC="$(ls -d /root/.pyenv/versions/$DEVPY.*/include/python$DEVPY /usr/include/python$DEVPY 2>/dev/null | head -1 || true)"
+    [[ -n "$INC" ]] && cp -r "$INC" "$CARRY/pyinclude/" || echo "no Python $DEVPY headers found here: carrying none"
+    du -sh "$CARRY"/*
+    exit 0
+fi
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -55,6 +78,36 @@ log "installing carried wheels into $SITE"
     "$CARRY"/whl/*.whl || { log "FAILED: pip install of the carried wheels"; exit 3; }
 JITTOR_SRC="${JTMM_JITTOR_SRC:-$CARRY/jittor-1.3.11.0}"  # JTMM_JITTOR_SRC: an installed Jittor instead
 export PYTHONPATH="$SITE:$JITTOR_SRC:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+# Jittor 1.3.11's extern/cuda/inc/helper_cuda.h reads cudaDeviceProp::computeMode and ::clockRate,
+# which CUDA 13 removed: with CUDA >= 13 every Jittor source that includes it fails to compile. Read
+# them as device attributes instead (idempotent; only with CUDA >= 13).
+NVCC="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
+CUDA_MAJOR="$("$NVCC" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\)\..*/\1/p')"
+if [[ "${CUDA_MAJOR:-0}" -ge 13 ]]; then
+    "$PY" - "$JITTOR_SRC/jittor/extern/cuda/inc/helper_cuda.h" <<'PATCH' || exit 6
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+if 'jtmm_cuda13_attr' not in text:
+    lines, device = [], 'devID'
+    for line in text.split('\n'):
+        found = re.search(r'cudaGetDeviceProperties\(&deviceProp, (\w+)\)', line)
+        device = found.group(1) if found else device
+        for field, attr in (('computeMode', 'cudaDevAttrComputeMode'),
+                            ('clockRate', 'cudaDevAttrClockRate')):
+            line = line.replace(f'deviceProp.{field}', f'jtmm_cuda13_attr({attr}, {device})')
+        lines.append(line)
+    anchor = '#include <helper_string.h>\n'
+    assert anchor in text, 'helper_cuda.h changed: review the CUDA 13 patch'
+    text = '\n'.join(lines).replace(anchor, anchor + (
+        '// jt-mm-plugins tools/device_check.sh: CUDA 13 removed these cudaDeviceProp fields.\n'
+        'inline int jtmm_cuda13_attr(cudaDeviceAttr attr, int device) {\n'
+        '  int value = 0;\n  cudaDeviceGetAttribute(&value, attr, device);\n  return value;\n}\n'), 1)
+    open(path, 'w').write(text)
+    print('patched for CUDA 13:', path)
+PATCH
+fi
 
 # Jittor asks python3.X-config for the include flags; point it at headers that exist.
 read -r PYVER PYINC EXT_SUFFIX < <("$PY" -c 'import sys, sysconfig
