@@ -1,5 +1,6 @@
 """Every shipped config parses and builds its model; the pure-Jittor convention holds."""
 import glob
+import inspect
 import os
 
 import pytest
@@ -8,6 +9,7 @@ from mmdet.utils import register_all_modules
 from mmengine.config import Config
 
 import jt_mm_plugins  # noqa: F401
+from jt_mm_plugins.models.dense_heads import GFocalV2Head
 
 register_all_modules()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,8 +86,10 @@ def test_gfocalv2_config_is_gfl_with_the_dgqp_head(gfocalv2_cfg, gfl_cfg):
     gfl = Config.fromfile(os.path.join(REPO, gfl_cfg))
     v2_head, gfl_head = v2.model.bbox_head.to_dict(), gfl.model.bbox_head.to_dict()
     assert v2_head.pop('type') == 'GFocalV2Head' and gfl_head.pop('type') == 'GFLHead'
-    assert (v2_head.pop('reg_topk'), v2_head.pop('reg_channels'), v2_head.pop('add_mean')) == \
-        (4, 64, True)
+    # the original's DGQP settings, explicit or as GFocalV2Head's defaults
+    defaults = inspect.signature(GFocalV2Head).parameters
+    assert [v2_head.pop(k, defaults[k].default) for k in ('reg_topk', 'reg_channels',
+                                                          'add_mean')] == [4, 64, True]
     v2_loss, gfl_loss = v2_head.pop('loss_cls'), gfl_head.pop('loss_cls')
     assert v2_loss.get('use_sigmoid') is False or v2_loss.get('activated') is True
     assert {k: v for k, v in v2_loss.items() if k not in ('use_sigmoid', 'activated')} == \

@@ -301,24 +301,34 @@ def check_losses_and_gradients(gts, label: str, seed: int = SEED, feat_seed: int
 
     jxs = [jt.array(f) for f in feats]
     got = jt_head.loss(jxs, jt_gts(gts), IMG_METAS)
-    assert sorted(got) == sorted(ref) == ['loss_bbox', 'loss_cls', 'loss_dfl']
-    for name in ref:
-        a = np.array([float(v.item()) for v in got[name]])
-        b = np.array([float(v.detach()) for v in ref[name]])
-        assert np.allclose(a, b, atol=LOSS_ATOL, rtol=LOSS_RTOL), (name, a, b)
-    params = dict(jt_head.named_parameters())
-    trainable = [n for n, p in params.items() if p.requires_grad]
-    grads = jt.grad(sum(sum(v) for v in got.values()), jxs + [params[n] for n in trainable])
-    errs = {f'feat{i}': rel_err(g.numpy(), x.grad.numpy()) for i, (g, x) in enumerate(zip(grads,
-                                                                                         xs))}
-    mm_params = dict(mm_head.named_parameters())
-    for g, name in zip(grads[len(xs):], trainable):
-        errs[name] = rel_err(g.numpy(), mm_params[name].grad.numpy().reshape(g.shape))
-    worst = max(errs, key=errs.get)
+    errs, worst = compare_losses_and_gradients(got, ref, jt_head, jxs, xs,
+                                               dict(mm_head.named_parameters()))
     print(f'\n[gfl losses, {label}] relu margin {closest:.1e} '
           f'(float32 err {err32:.1e}); worst grad {worst} {errs[worst]:.2e}')
     assert errs[worst] <= GRAD_RTOL, errs
     return ref
+
+
+def compare_losses_and_gradients(got, ref, jt_head, jt_feats, ref_feats, ref_params):
+    """Every loss of ``got`` (Jittor, per level) within LOSS_ATOL + LOSS_RTOL of ``ref`` (torch,
+    already back-propagated from its summed losses); the relative errors of the gradients of the
+    summed Jittor losses w.r.t. the features and every trainable weight against the torch ones
+    (``ref_params`` by the Jittor head's parameter names) and the worst of them."""
+    assert sorted(got) == sorted(ref) == ['loss_bbox', 'loss_cls', 'loss_dfl']
+    for name in ref:
+        a = np.array([float(v.item()) for v in got[name]])
+        b = np.array([float(v.detach()) for v in ref[name]])
+        assert np.all(np.isfinite(a)), (name, a)
+        assert np.allclose(a, b, atol=LOSS_ATOL, rtol=LOSS_RTOL), (name, a, b)
+    params = dict(jt_head.named_parameters())
+    trainable = [n for n, p in params.items() if p.requires_grad]
+    grads = jt.grad(sum(sum(v) for v in got.values()), list(jt_feats) +
+                    [params[n] for n in trainable])
+    errs = {f'feat{i}': rel_err(g.numpy(), x.grad.numpy())
+            for i, (g, x) in enumerate(zip(grads, ref_feats))}
+    for g, name in zip(grads[len(jt_feats):], trainable):
+        errs[name] = rel_err(g.numpy(), ref_params[name].grad.numpy().reshape(g.shape))
+    return errs, max(errs, key=errs.get)
 
 
 def test_losses_and_gradients_match_mmdet():
@@ -359,27 +369,47 @@ def test_predict_matches_mmdet_on_two_images():
         with torch.no_grad():
             ref = mm_head.predict_by_feat(*outs, batch_img_metas=IMG_METAS, rescale=rescale)
         got = jt_head.predict([jt.array(f) for f in feats], IMG_METAS, rescale=rescale)
-        for r, g in zip(ref, got):
-            assert g['bboxes'].shape[0] == r.bboxes.shape[0] > 0
-            assert np.array_equal(g['labels'].numpy(), r.labels.numpy())
-            assert np.abs(g['bboxes'].numpy() - r.bboxes.numpy()).max() <= BOX_ATOL
-            assert np.abs(g['scores'].numpy() - r.scores.numpy()).max() <= SCORE_ATOL
+        assert_same_detections(ref, got)
+
+
+def assert_same_detections(ref, got):
+    """Per image: the same non-empty detections (labels exact, boxes BOX_ATOL, scores
+    SCORE_ATOL) in mmdet's ``InstanceData`` (``ref``) and the Jittor head's dicts (``got``)."""
+    assert len(ref) == len(got)
+    for r, g in zip(ref, got):
+        assert g['bboxes'].shape[0] == r.bboxes.shape[0] > 0
+        assert np.array_equal(g['labels'].numpy(), r.labels.numpy())
+        assert np.abs(g['bboxes'].numpy() - r.bboxes.numpy()).max() <= BOX_ATOL
+        assert np.abs(g['scores'].numpy() - r.scores.numpy()).max() <= SCORE_ATOL
+
+
+def bridged_head(cfg: dict, state_dict):
+    """The head built by mmdet's registry (bridged) with ``state_dict`` loaded strictly."""
+    bridged = MODELS.build(ConfigDict(cfg))
+    own = dict(bridged.state_dict())
+    bridged.load_state_dict({k: v.reshape(own[k].shape) for k, v in state_dict.items()},
+                            strict=True)
+    return bridged
+
+
+def det_data_samples(gts, metas=IMG_METAS):
+    """mmdet's ``DetDataSample`` per image, with its meta information and gt instances."""
+    samples = []
+    for meta, gt in zip(metas, gts):
+        sample = DetDataSample(metainfo=meta)
+        sample.gt_instances = gt
+        samples.append(sample)
+    return samples
 
 
 def test_bridged_head_speaks_mmdet_dense_head_interface():
     """``MODELS.build(dict(type='JittorGFLHead'))`` is a ``BridgedDenseHead``: mmdet's GFL detector
     calls ``loss(x, data_samples)`` / ``predict(x, data_samples)`` on it as on ``GFLHead``."""
     mm_head, _ = build_pair()
-    bridged = MODELS.build(ConfigDict(type='JittorGFLHead', **copy.deepcopy(HEAD_CFG)))
-    own = dict(bridged.state_dict())
-    bridged.load_state_dict({k: v.reshape(own[k].shape) for k, v in mm_head.state_dict().items()},
-                            strict=True)
+    bridged = bridged_head(dict(type='JittorGFLHead', **copy.deepcopy(HEAD_CFG)),
+                           mm_head.state_dict())
     feats = make_feats(FEAT_SEED)
-    samples = []
-    for meta, gt in zip(IMG_METAS, torch_gts(empty_second=True)):
-        sample = DetDataSample(metainfo=meta)
-        sample.gt_instances = gt
-        samples.append(sample)
+    samples = det_data_samples(torch_gts(empty_second=True))
     xs_ref = [torch.tensor(f, requires_grad=True) for f in feats]
     xs = [torch.tensor(f, requires_grad=True) for f in feats]
     ref = mm_head.loss(xs_ref, samples)

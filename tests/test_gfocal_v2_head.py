@@ -34,16 +34,16 @@ from jt_mm_plugins.models.dense_heads import GFocalV2Head
 from jt_mm_plugins.models.dense_heads.gfocal_v2_head import dgqp_statistics
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
-from test_gfl_head import (BOX_ATOL, FEAT_SEED, FEAT_SIZES, GRAD_RTOL, HEAD_CFG, IMG_METAS,
-                           LOSS_ATOL, LOSS_RTOL, MARGIN, NUM_CLASSES, OUT_ATOL, REG_MAX,
-                           RELU_MARGIN_FACTOR, SCORE_ATOL, SEED, TOPK, assert_giou_margins,
-                           assert_predict_margins, assert_relu_margins, empty_gts, jt_gts,
+from test_gfl_head import (FEAT_SEED, FEAT_SIZES, GRAD_RTOL, HEAD_CFG, IMG_METAS, LOSS_ATOL,
+                           LOSS_RTOL, MARGIN, NUM_CLASSES, OUT_ATOL, REG_MAX, RELU_MARGIN_FACTOR,
+                           SEED, TOPK, assert_giou_margins, assert_predict_margins,
+                           assert_relu_margins, assert_same_detections, bridged_head,
+                           compare_losses_and_gradients, det_data_samples, empty_gts, jt_gts,
                            make_feats, randomise_, rel_err, torch_gts)
 from test_gfl_parts import assert_atss_margins
 
 pytest.importorskip('mmdet.models.dense_heads')
 from mmdet.registry import MODELS  # noqa: E402
-from mmdet.structures import DetDataSample  # noqa: E402
 from mmengine.config import ConfigDict  # noqa: E402
 
 REG_TOPK, REG_CHANNELS = 4, 8
@@ -196,23 +196,10 @@ def check_losses_and_gradients(gts, cfg=V2_CFG, expect_positives: bool = True):
 
     jxs = [jt.array(f) for f in feats]
     got = head.loss(jxs, jt_gts(gts), IMG_METAS)
-    assert sorted(got) == sorted(losses) == ['loss_bbox', 'loss_cls', 'loss_dfl']
-    for name in losses:
-        a = np.array([float(v.item()) for v in got[name]])
-        b = np.array([float(v.detach()) for v in losses[name]])
-        assert np.all(np.isfinite(a)), (name, a)
-        assert np.allclose(a, b, atol=LOSS_ATOL, rtol=LOSS_RTOL), (name, a, b)
-    params = dict(head.named_parameters())
-    trainable = [n for n, p in params.items() if p.requires_grad]
-    grads = jt.grad(sum(sum(v) for v in got.values()), jxs + [params[n] for n in trainable])
-    errs = {f'feat{i}': rel_err(g.numpy(), x.grad.numpy()) for i, (g, x) in enumerate(zip(grads,
-                                                                                         xs))}
     ref_params = {('reg_conf.' + n if n.startswith(('0.', '2.')) else n): p
                   for n, p in list(ref.gfl.named_parameters()) +
                   list(ref.dgqp.reg_conf.named_parameters())}
-    for g, name in zip(grads[len(xs):], trainable):
-        errs[name] = rel_err(g.numpy(), ref_params[name].grad.numpy().reshape(g.shape))
-    worst = max(errs, key=errs.get)
+    errs, worst = compare_losses_and_gradients(got, losses, head, jxs, xs, ref_params)
     assert errs[worst] <= GRAD_RTOL, errs
     assert all(errs[f'reg_conf.{i}.weight'] <= GRAD_RTOL for i in (0, 2))
     return losses, joint
@@ -367,12 +354,8 @@ def test_predict_matches_the_reference():
         with torch.no_grad():
             expected = ref.gfl.predict_by_feat([lg.float() for lg in logits], bbox_preds,
                                                batch_img_metas=IMG_METAS, rescale=rescale)
-        got = head.predict([jt.array(f) for f in feats], IMG_METAS, rescale=rescale)
-        for r, g in zip(expected, got):
-            assert g['bboxes'].shape[0] == r.bboxes.shape[0] > 0
-            assert np.array_equal(g['labels'].numpy(), r.labels.numpy())
-            assert np.abs(g['bboxes'].numpy() - r.bboxes.numpy()).max() <= BOX_ATOL
-            assert np.abs(g['scores'].numpy() - r.scores.numpy()).max() <= SCORE_ATOL
+        assert_same_detections(
+            expected, head.predict([jt.array(f) for f in feats], IMG_METAS, rescale=rescale))
 
 
 def test_registered_for_mixed_and_pure_configs():
@@ -382,17 +365,11 @@ def test_registered_for_mixed_and_pure_configs():
     ref, head = build_pair()
     assert type(build_jittor_module(dict(type='GFocalV2Head', **copy.deepcopy(V2_CFG)))) is \
         GFocalV2Head
-    bridged = MODELS.build(ConfigDict(type='GFocalV2Head', **copy.deepcopy(V2_CFG)))
+    bridged = bridged_head(dict(type='GFocalV2Head', **copy.deepcopy(V2_CFG)),
+                           ref.jittor_state_dict())
     assert isinstance(bridged, BridgedDenseHead)
-    own = dict(bridged.state_dict())
-    bridged.load_state_dict({k: v.reshape(own[k].shape) for k, v in
-                             ref.jittor_state_dict().items()}, strict=True)
     feats = make_feats(FEAT_SEED)
-    samples = []
-    for meta, gt in zip(IMG_METAS, torch_gts(empty_second=True)):
-        sample = DetDataSample(metainfo=meta)
-        sample.gt_instances = gt
-        samples.append(sample)
+    samples = det_data_samples(torch_gts(empty_second=True))
     xs = [torch.tensor(f, requires_grad=True) for f in feats]
     got = bridged.loss(xs, samples)
     pure = head.loss([jt.array(f) for f in feats], jt_gts(torch_gts(empty_second=True)),
