@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 import torch
 
-from jt_mm_plugins.models.task_modules import (JITTOR_LOSSES, JITTOR_TASK_UTILS, AnchorGenerator,
+from jt_mm_plugins.models.task_modules import (JITTOR_TASK_UTILS, AnchorGenerator,
                                                AssignResult, DeltaXYWHBBoxCoder, MaxIoUAssigner,
                                                PseudoSampler, RandomSampler, build_jittor_loss,
                                                build_jittor_task_module)
+from jt_mm_plugins.registry import JITTOR_MODELS
 from jt_mm_plugins.runtime import jt
 
 mm_tm = pytest.importorskip('mmdet.models.task_modules')
@@ -83,7 +84,7 @@ def test_build_loss_by_mmdet_name(name):
     loss = build_jittor_loss(dict(type=name, loss_weight=2.0))
     assert type(loss).__name__ == name and isinstance(loss, jt.nn.Module)
     assert loss.loss_weight == 2.0
-    assert JITTOR_LOSSES.get(name) is type(loss)
+    assert JITTOR_MODELS.get(name) is type(loss)
 
 
 def test_build_unknown_type_lists_available():

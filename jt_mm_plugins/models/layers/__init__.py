@@ -1,6 +1,12 @@
 """Jittor components; each module registers itself when imported."""
-from .activation import ACTIVATION_LAYERS, build_activation_layer  # noqa: F401
+from .activation import build_activation_layer  # noqa: F401
 from .conv2d import Conv2d  # noqa: F401
 from .conv_module import ConvModule  # noqa: F401
-from .norm import NORM_LAYERS, GroupNorm, build_norm_layer  # noqa: F401
+from .norm import GroupNorm, build_norm_layer  # noqa: F401
 from .scale import Scale  # noqa: F401
+
+from jt_mm_plugins.registry import JITTOR_MODELS  # noqa: E402
+from jt_mm_plugins.runtime import jt  # noqa: E402
+
+# mmdet's predictor configs say dict(type='Linear') (mmengine registers torch's Linear in MODELS).
+JITTOR_MODELS.register_module('Linear', module=jt.nn.Linear)

@@ -9,21 +9,19 @@ the gradient at the kinks (ReLU's gradient at 0 is 0, as in PyTorch).
 ``inplace`` is accepted for config compatibility and ignored: Jittor Vars are immutable, so every
 activation returns a new Var.
 
-Custom Jittor activations can be added with ``@ACTIVATION_LAYERS.register_module()``.
+They are registered in ``JITTOR_MODELS`` (mmcv registers its activations in ``MODELS`` too); custom
+Jittor activations can be added with ``@JITTOR_MODELS.register_module()``.
 """
-import inspect
 import math
 from typing import Dict
 
 import torch
-from mmengine.registry import Registry
 
 from jt_mm_plugins.bridge.mirrors import register_torch_mirror
 from jt_mm_plugins.ops.relu import relu
+from jt_mm_plugins.registry import JITTOR_MODELS
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
-
-ACTIVATION_LAYERS = Registry('jittor activation layer', scope='jt_mm_plugins')
 
 
 class _InplaceActivation(jt.nn.Module):
@@ -39,7 +37,7 @@ class _InplaceActivation(jt.nn.Module):
         self.inplace = inplace
 
 
-@ACTIVATION_LAYERS.register_module()
+@JITTOR_MODELS.register_module()
 @register_torch_mirror(torch.nn.ReLU)
 class ReLU(_InplaceActivation):
     """``max(0, x)``, as ``torch.nn.ReLU``.
@@ -52,7 +50,7 @@ class ReLU(_InplaceActivation):
         return relu(x)
 
 
-@ACTIVATION_LAYERS.register_module()
+@JITTOR_MODELS.register_module()
 @register_torch_mirror(torch.nn.LeakyReLU)
 class LeakyReLU(_InplaceActivation):
     """``x`` for ``x > 0`` else ``negative_slope * x``, as ``torch.nn.LeakyReLU``.
@@ -70,7 +68,7 @@ class LeakyReLU(_InplaceActivation):
         return jt.ternary(x > 0, x, x * self.negative_slope)
 
 
-@ACTIVATION_LAYERS.register_module()
+@JITTOR_MODELS.register_module()
 @register_torch_mirror(torch.nn.ReLU6)
 class ReLU6(_InplaceActivation):
     """``min(max(0, x), 6)``, as ``torch.nn.ReLU6``.
@@ -83,7 +81,7 @@ class ReLU6(_InplaceActivation):
         return _relu6(x)
 
 
-@ACTIVATION_LAYERS.register_module()
+@JITTOR_MODELS.register_module()
 @register_torch_mirror(torch.nn.ELU)
 class ELU(_InplaceActivation):
     """``x`` for ``x > 0`` else ``alpha * (exp(x) - 1)``, as ``torch.nn.ELU``.
@@ -101,7 +99,7 @@ class ELU(_InplaceActivation):
         return jt.ternary(x > 0, x, (x.exp() - 1) * self.alpha)
 
 
-@ACTIVATION_LAYERS.register_module()
+@JITTOR_MODELS.register_module()
 @register_torch_mirror(torch.nn.PReLU)
 class PReLU(jt.nn.Module):
     """Leaky ReLU with a learnt slope, as ``torch.nn.PReLU`` (parameter ``weight``).
@@ -128,7 +126,7 @@ class PReLU(jt.nn.Module):
         return jt.ternary(x > 0, x, x * slope)
 
 
-@ACTIVATION_LAYERS.register_module()
+@JITTOR_MODELS.register_module()
 @register_torch_mirror(torch.nn.Sigmoid)
 class Sigmoid(jt.nn.Module):
     """``1 / (1 + exp(-x))``, as ``torch.nn.Sigmoid``."""
@@ -137,7 +135,7 @@ class Sigmoid(jt.nn.Module):
         return x.sigmoid()
 
 
-@ACTIVATION_LAYERS.register_module()
+@JITTOR_MODELS.register_module()
 @register_torch_mirror(torch.nn.Tanh)
 class Tanh(jt.nn.Module):
     """``tanh(x)``, as ``torch.nn.Tanh``."""
@@ -146,7 +144,7 @@ class Tanh(jt.nn.Module):
         return x.tanh()
 
 
-@ACTIVATION_LAYERS.register_module()
+@JITTOR_MODELS.register_module()
 @register_torch_mirror(torch.nn.SiLU)
 class SiLU(_InplaceActivation):
     """``x * sigmoid(x)``, as ``torch.nn.SiLU``.
@@ -159,7 +157,7 @@ class SiLU(_InplaceActivation):
         return x * x.sigmoid()
 
 
-@ACTIVATION_LAYERS.register_module()
+@JITTOR_MODELS.register_module()
 class Swish(jt.nn.Module):
     """``x * sigmoid(x)``, as mmcv's ``Swish`` (no arguments)."""
 
@@ -167,7 +165,7 @@ class Swish(jt.nn.Module):
         return x * x.sigmoid()
 
 
-@ACTIVATION_LAYERS.register_module()
+@JITTOR_MODELS.register_module()
 @register_torch_mirror(torch.nn.GELU)
 class GELU(jt.nn.Module):
     """Gaussian Error Linear Unit, as ``torch.nn.GELU``.
@@ -190,7 +188,7 @@ class GELU(jt.nn.Module):
         return x * 0.5 * (jt.erf(x * (1.0 / math.sqrt(2.0))) + 1.0)
 
 
-@ACTIVATION_LAYERS.register_module()
+@JITTOR_MODELS.register_module()
 class HSigmoid(jt.nn.Module):
     """Hard sigmoid ``clamp((x + bias) / divisor, min_value, max_value)``, as mmcv's ``HSigmoid``.
 
@@ -216,7 +214,7 @@ class HSigmoid(jt.nn.Module):
         return jt.minimum(jt.maximum(y, self.min_value), self.max_value)
 
 
-@ACTIVATION_LAYERS.register_module()
+@JITTOR_MODELS.register_module()
 @register_torch_mirror(torch.nn.Hardswish)
 class HSwish(_InplaceActivation):
     """Hard swish ``x * relu6(x + 3) / 6``, as ``torch.nn.Hardswish`` (mmcv's ``HSwish``).
@@ -229,8 +227,8 @@ class HSwish(_InplaceActivation):
         return x * _relu6(x + 3.0) / 6.0
 
 
-@ACTIVATION_LAYERS.register_module(name='Clip')
-@ACTIVATION_LAYERS.register_module()
+@JITTOR_MODELS.register_module(name='Clip')
+@JITTOR_MODELS.register_module()
 class Clamp(jt.nn.Module):
     """``clamp(x, min, max)``, as mmcv's ``Clamp`` (also registered as ``Clip``).
 
@@ -256,30 +254,10 @@ def build_activation_layer(cfg: Dict) -> jt.nn.Module:
     """Build a Jittor activation layer from an mmcv-style config.
 
     Args:
-        cfg (dict): ``type`` (one of ``ACTIVATION_LAYERS``' names, e.g. ``'ReLU'``, ``'LeakyReLU'``,
+        cfg (dict): ``type`` (an activation registered in ``JITTOR_MODELS``, e.g. ``'ReLU'``, ``'LeakyReLU'``,
             ``'SiLU'``, ``'GELU'``, ``'HSwish'``) plus that layer's keyword arguments.
 
     Returns:
         jt.nn.Module: The activation layer.
     """
-    if not isinstance(cfg, dict):
-        raise TypeError(f'build_activation_layer: cfg must be a dict, got {type(cfg).__name__}')
-    if 'type' not in cfg:
-        raise KeyError(f'build_activation_layer: the cfg dict must contain the key "type", got {cfg}')
-    args = dict(cfg)
-    layer_type = args.pop('type')
-    if isinstance(layer_type, str):
-        layer_cls = ACTIVATION_LAYERS.get(layer_type)
-    elif inspect.isclass(layer_type) and issubclass(layer_type, jt.nn.Module):
-        layer_cls = layer_type
-    else:
-        raise TypeError(f'build_activation_layer: type must be a registered name or a Jittor Module '
-                        f'class, got {layer_type!r}')
-    if layer_cls is None:
-        raise KeyError(f'build_activation_layer: activation type {layer_type!r} is not implemented '
-                       f'in Jittor; available: {sorted(ACTIVATION_LAYERS.module_dict)}')
-    try:
-        return layer_cls(**args)
-    except TypeError as err:
-        raise TypeError(f'build_activation_layer: bad arguments {args} for {layer_type!r}: '
-                        f'{err}') from err
+    return JITTOR_MODELS.build(cfg)

@@ -8,27 +8,26 @@ Jittor twins of mmdet modules keep mmdet's parameter names (``lateral_convs.0.bn
 
 Supported types: ``BN`` / ``BN2d`` / ``SyncBN`` (the torch-faithful
 :class:`~jt_mm_plugins.models.layers.batch_norm.BatchNorm2d`) and ``GN`` (:class:`GroupNorm` below).
-Custom Jittor norm layers can be added with ``@NORM_LAYERS.register_module()``.
+They are registered in ``JITTOR_MODELS`` (mmcv registers its norm layers in ``MODELS`` too); custom
+Jittor norm layers can be added with ``@JITTOR_MODELS.register_module('MyNorm')``.
 """
 import inspect
 import warnings
 from typing import Dict, Tuple, Union
 
 import torch
-from mmengine.registry import Registry
 
 from jt_mm_plugins.bridge.mirrors import register_torch_mirror
-
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d, SyncBatchNorm
+from jt_mm_plugins.registry import JITTOR_MODELS, config_args, instantiate, resolve_type
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
 
-NORM_LAYERS = Registry('jittor norm layer', scope='jt_mm_plugins')
-NORM_LAYERS.register_module('BN', module=BatchNorm2d)
-NORM_LAYERS.register_module('BN2d', module=BatchNorm2d)
+JITTOR_MODELS.register_module('BN', module=BatchNorm2d)
+JITTOR_MODELS.register_module('BN2d', module=BatchNorm2d)
 
 
-@NORM_LAYERS.register_module('GN')
+@JITTOR_MODELS.register_module('GN')
 @register_torch_mirror(torch.nn.GroupNorm)
 class GroupNorm(jt.nn.Module):
     """Group normalisation (`Group Normalization <https://arxiv.org/abs/1803.08494>`_) with the
@@ -81,7 +80,7 @@ class GroupNorm(jt.nn.Module):
         return normed
 
 
-NORM_LAYERS.register_module('SyncBN', module=SyncBatchNorm)
+JITTOR_MODELS.register_module('SyncBN', module=SyncBatchNorm)
 
 
 def infer_abbr(class_type: type) -> str:
@@ -133,38 +132,23 @@ def build_norm_layer(cfg: Dict, num_features: int,
     Returns:
         tuple[str, jt.nn.Module]: The layer name (e.g. ``'bn'``, ``'gn1'``) and the layer.
     """
-    if not isinstance(cfg, dict):
-        raise TypeError(f'build_norm_layer: cfg must be a dict, got {type(cfg).__name__}')
-    if 'type' not in cfg:
-        raise KeyError(f'build_norm_layer: the cfg dict must contain the key "type", got {cfg}')
     if not isinstance(postfix, (int, str)):
         raise TypeError(f'build_norm_layer: postfix must be int or str, got {type(postfix).__name__}')
-    args = dict(cfg)
+    args = config_args(cfg, JITTOR_MODELS)
     layer_type = args.pop('type')
-    if isinstance(layer_type, str):
-        norm_cls = NORM_LAYERS.get(layer_type)
-        if norm_cls is None:
-            raise KeyError(f'build_norm_layer: norm type {layer_type!r} is not implemented in Jittor; '
-                           f'available: {sorted(NORM_LAYERS.module_dict)}')
-    elif inspect.isclass(layer_type) and issubclass(layer_type, jt.nn.Module):
-        norm_cls = layer_type
-    else:
-        raise TypeError(f'build_norm_layer: type must be a registered name or a Jittor Module class, '
-                        f'got {layer_type!r}')
+    _, norm_cls = resolve_type(layer_type, JITTOR_MODELS)
     if layer_type == 'SyncBN':
         _warn_if_distributed_syncbn()
 
     requires_grad = args.pop('requires_grad', True)
     args.setdefault('eps', 1e-5)
-    try:
-        if norm_cls is GroupNorm:
-            if 'num_groups' not in args:
-                raise KeyError(f'build_norm_layer: GN needs "num_groups" in its cfg, got {cfg}')
-            layer = norm_cls(num_channels=num_features, **args)
-        else:
-            layer = norm_cls(num_features, **args)
-    except TypeError as err:
-        raise TypeError(f'build_norm_layer: bad arguments {args} for {layer_type!r}: {err}') from err
+    if norm_cls is GroupNorm:
+        if 'num_groups' not in args:
+            raise KeyError(f'build_norm_layer: GN needs "num_groups" in its cfg, got {cfg}')
+        args['num_channels'] = num_features
+    else:
+        args['num_features'] = num_features
+    layer = instantiate(norm_cls, args, JITTOR_MODELS)
 
     if not requires_grad:
         for param in layer.parameters():

@@ -1,7 +1,6 @@
-"""Jittor losses under mmdet's names; built with ``build_jittor_loss`` from the
-``JITTOR_LOSSES`` registry (defined with the task-module registry in
-:mod:`jt_mm_plugins.models.task_modules.registry`)."""
-from ..task_modules.registry import JITTOR_LOSSES, build_jittor_loss
+"""Jittor losses under mmdet's names, registered in ``JITTOR_MODELS`` as mmdet registers its losses in
+``MODELS`` (:mod:`jt_mm_plugins.registry`); ``build_jittor_loss(cfg)`` builds one."""
+from jt_mm_plugins.registry import build_jittor_loss
 from .cross_entropy_loss import (CrossEntropyLoss, binary_cross_entropy, cross_entropy)
 from .focal_loss import FocalLoss, sigmoid_focal_loss
 from .gfocal_loss import (DistributionFocalLoss, QualityFocalLoss, distribution_focal_loss,
@@ -11,7 +10,7 @@ from .smooth_l1_loss import L1Loss, SmoothL1Loss, l1_loss, smooth_l1_loss
 from .utils import reduce_loss, weight_reduce_loss, weighted_loss
 
 __all__ = [
-    'JITTOR_LOSSES', 'build_jittor_loss', 'CrossEntropyLoss', 'cross_entropy',
+    'build_jittor_loss', 'CrossEntropyLoss', 'cross_entropy',
     'binary_cross_entropy', 'FocalLoss', 'sigmoid_focal_loss', 'QualityFocalLoss',
     'DistributionFocalLoss', 'quality_focal_loss', 'distribution_focal_loss', 'IoULoss',
     'GIoULoss', 'iou_loss', 'giou_loss', 'SmoothL1Loss', 'L1Loss', 'smooth_l1_loss', 'l1_loss',

@@ -5,7 +5,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from jt_mm_plugins.runtime import jt
-from ..task_modules.registry import JITTOR_LOSSES
+from jt_mm_plugins.registry import JITTOR_MODELS
 from .utils import WeightedLoss, weight_reduce_loss
 
 DEFAULT_IGNORE_INDEX = -100  # as F.cross_entropy
@@ -133,7 +133,7 @@ def binary_cross_entropy(pred: jt.Var,
     return weight_reduce_loss(loss, weight.float32(), reduction=reduction, avg_factor=avg_factor)
 
 
-@JITTOR_LOSSES.register_module()
+@JITTOR_MODELS.register_module()
 class CrossEntropyLoss(WeightedLoss):
     """Cross-entropy loss (softmax or sigmoid), as mmdet's ``CrossEntropyLoss``.
 

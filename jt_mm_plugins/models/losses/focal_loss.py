@@ -2,7 +2,7 @@
 from typing import Optional, Union
 
 from jt_mm_plugins.runtime import jt
-from ..task_modules.registry import JITTOR_LOSSES
+from jt_mm_plugins.registry import JITTOR_MODELS
 from .cross_entropy_loss import binary_cross_entropy_with_logits
 from .utils import WeightedLoss, expand_weight_like, weight_reduce_loss
 
@@ -80,7 +80,7 @@ def focal_loss_with_prob(pred: jt.Var,
     return weight_reduce_loss(loss, expand_weight_like(weight, loss), reduction, avg_factor)
 
 
-@JITTOR_LOSSES.register_module()
+@JITTOR_MODELS.register_module()
 class FocalLoss(WeightedLoss):
     """Sigmoid `Focal Loss <https://arxiv.org/abs/1708.02002>`_, as mmdet's ``FocalLoss``.
 

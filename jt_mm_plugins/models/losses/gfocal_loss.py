@@ -5,7 +5,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
-from ..task_modules.registry import JITTOR_LOSSES
+from jt_mm_plugins.registry import JITTOR_MODELS
 from .cross_entropy_loss import binary_cross_entropy_with_logits, log_softmax
 from .utils import WeightedLoss, weighted_loss
 
@@ -136,7 +136,7 @@ def distribution_focal_loss(pred: jt.Var, label: jt.Var) -> jt.Var:
     return ce_left * weight_left + ce_right * weight_right
 
 
-@JITTOR_LOSSES.register_module()
+@JITTOR_MODELS.register_module()
 class QualityFocalLoss(WeightedLoss):
     """`Quality Focal Loss <https://arxiv.org/abs/2006.04388>`_, as mmdet's ``QualityFocalLoss``.
 
@@ -175,7 +175,7 @@ class QualityFocalLoss(WeightedLoss):
                          avg_factor=avg_factor)
 
 
-@JITTOR_LOSSES.register_module()
+@JITTOR_MODELS.register_module()
 class DistributionFocalLoss(WeightedLoss):
     """`Distribution Focal Loss <https://arxiv.org/abs/2006.04388>`_, as mmdet's
     ``DistributionFocalLoss``.

@@ -5,7 +5,7 @@ from typing import Optional, Union
 from jt_mm_plugins.ops.bbox_overlaps import bbox_overlaps
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
-from ..task_modules.registry import JITTOR_LOSSES
+from jt_mm_plugins.registry import JITTOR_MODELS
 from .utils import WeightedLoss, weighted_loss
 
 IOU_LOSS_MODES = ('linear', 'square', 'log')
@@ -74,7 +74,7 @@ def _reduce_weight_to_boxes(weight: Optional[jt.Var], pred: jt.Var, owner: str) 
     return weight.mean(-1)
 
 
-@JITTOR_LOSSES.register_module()
+@JITTOR_MODELS.register_module()
 class IoULoss(WeightedLoss):
     """IoU loss of `UnitBox <https://arxiv.org/abs/1608.01471>`_, as mmdet's ``IoULoss``.
 
@@ -120,7 +120,7 @@ class IoULoss(WeightedLoss):
             avg_factor=avg_factor)
 
 
-@JITTOR_LOSSES.register_module()
+@JITTOR_MODELS.register_module()
 class GIoULoss(WeightedLoss):
     """`Generalized IoU loss <https://arxiv.org/abs/1902.09630>`_, as mmdet's ``GIoULoss``.
 

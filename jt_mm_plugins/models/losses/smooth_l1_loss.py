@@ -4,7 +4,7 @@ from typing import Optional, Union
 
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
-from ..task_modules.registry import JITTOR_LOSSES
+from jt_mm_plugins.registry import JITTOR_MODELS
 from .utils import WeightedLoss, weighted_loss
 
 
@@ -52,7 +52,7 @@ def l1_loss(pred: jt.Var, target: jt.Var) -> jt.Var:
     return (pred - target).abs()
 
 
-@JITTOR_LOSSES.register_module()
+@JITTOR_MODELS.register_module()
 class SmoothL1Loss(WeightedLoss):
     """Smooth L1 loss, as used for box regression in
     `Fast R-CNN <https://arxiv.org/abs/1504.08083>`_.
@@ -81,7 +81,7 @@ class SmoothL1Loss(WeightedLoss):
             pred, target, weight, beta=self.beta, reduction=reduction, avg_factor=avg_factor)
 
 
-@JITTOR_LOSSES.register_module()
+@JITTOR_MODELS.register_module()
 class L1Loss(WeightedLoss):
     """L1 loss.
 

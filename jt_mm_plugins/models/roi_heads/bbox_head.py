@@ -7,6 +7,7 @@ import numpy as np
 
 from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.models.task_modules import build_jittor_loss, build_jittor_task_module
+from jt_mm_plugins.registry import JITTOR_MODELS
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
 from ..utils import (accuracy, cfg_get, cfg_require, concat_rows, empty_bbox_results,
@@ -59,10 +60,8 @@ def build_predictor(cfg: dict, in_features: int, out_features: int, owner: str,
     if not isinstance(cfg, dict) or cfg.get('type') not in PREDICTOR_TYPES:
         raise NotImplementedError(f'{owner}: {role} {cfg!r} is not supported in Jittor; only '
                                   f'{[dict(type=t) for t in PREDICTOR_TYPES]}')
-    extra = sorted(set(cfg) - {'type', 'bias', 'in_features', 'out_features'})
-    if extra:
-        raise TypeError(f'{owner}: {role} has unsupported keys {extra}')
-    return jt.nn.Linear(in_features, out_features, bias=cfg.get('bias', True))
+    return JITTOR_MODELS.build(cfg, default_args=dict(in_features=in_features,
+                                                      out_features=out_features))
 
 
 @register_jittor_module()

@@ -1,4 +1,5 @@
 """Jittor task modules (prior generators, coders, assigners, samplers) under mmdet's names."""
+from jt_mm_plugins.registry import JITTOR_TASK_UTILS, build_jittor_loss, build_jittor_task_module
 from .anchor_generator import AnchorGenerator
 from .assign_result import AssignResult
 from .atss_assigner import ATSSAssigner
@@ -8,12 +9,10 @@ from .iou2d_calculator import BboxOverlaps2D
 from .max_iou_assigner import MaxIoUAssigner
 from .pseudo_sampler import PseudoSampler
 from .random_sampler import RandomSampler
-from .registry import (JITTOR_LOSSES, JITTOR_TASK_UTILS, build_jittor_loss,
-                       build_jittor_task_module)
 from .sampling_result import SamplingResult
 
 __all__ = [
-    'JITTOR_TASK_UTILS', 'JITTOR_LOSSES', 'build_jittor_task_module', 'build_jittor_loss',
+    'JITTOR_TASK_UTILS', 'build_jittor_task_module', 'build_jittor_loss',
     'AnchorGenerator', 'DeltaXYWHBBoxCoder', 'bbox2delta', 'delta2bbox', 'DistancePointBBoxCoder',
     'bbox2distance', 'distance2bbox', 'BboxOverlaps2D', 'MaxIoUAssigner', 'ATSSAssigner',
     'AssignResult', 'RandomSampler', 'PseudoSampler', 'SamplingResult'

@@ -5,7 +5,7 @@ import numpy as np
 
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
-from .registry import JITTOR_TASK_UTILS
+from jt_mm_plugins.registry import JITTOR_TASK_UTILS
 
 
 @JITTOR_TASK_UTILS.register_module()

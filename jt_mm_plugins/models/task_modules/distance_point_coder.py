@@ -7,7 +7,7 @@ import numpy as np
 
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
-from .registry import JITTOR_TASK_UTILS
+from jt_mm_plugins.registry import JITTOR_TASK_UTILS
 
 
 def _clamp(x: jt.Var, low: float, high: float) -> jt.Var:

@@ -6,7 +6,7 @@ from typing import Optional
 from jt_mm_plugins.ops.bbox_overlaps import bbox_overlaps
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
-from .registry import JITTOR_TASK_UTILS
+from jt_mm_plugins.registry import JITTOR_TASK_UTILS
 
 
 @JITTOR_TASK_UTILS.register_module()

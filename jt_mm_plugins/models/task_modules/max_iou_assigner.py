@@ -7,7 +7,7 @@ from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
 from .assign_result import AssignResult
 from .iou2d_calculator import BboxOverlaps2D  # noqa: F401  (registers the default calculator)
-from .registry import JITTOR_TASK_UTILS, build_jittor_task_module
+from jt_mm_plugins.registry import JITTOR_TASK_UTILS, build_jittor_task_module
 
 
 def _unpack(obj: Any, field: str) -> Any:

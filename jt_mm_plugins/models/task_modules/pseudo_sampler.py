@@ -5,7 +5,7 @@ import numpy as np
 
 from jt_mm_plugins.runtime import jt
 from .assign_result import AssignResult
-from .registry import JITTOR_TASK_UTILS
+from jt_mm_plugins.registry import JITTOR_TASK_UTILS
 from .sampling_result import SamplingResult
 
 

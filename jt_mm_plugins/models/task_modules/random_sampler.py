@@ -6,7 +6,7 @@ import numpy as np
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
 from .assign_result import AssignResult
-from .registry import JITTOR_TASK_UTILS
+from jt_mm_plugins.registry import JITTOR_TASK_UTILS
 from .sampling_result import SamplingResult
 
 RngLike = Union[None, int, np.random.Generator, np.random.RandomState]
