@@ -4,6 +4,8 @@
 #
 #   tools/device_check.sh --prepare [CARRY_DIR]   here (network, set-up done): fill CARRY_DIR
 #   tools/device_check.sh [CARRY_DIR]             there: run the checks
+#   tools/device_check.sh --nvcc-only [CARRY_DIR] anywhere with nvcc, no GPU needed: the CUDA 13
+#                                                 compile findings (see below)
 #
 # CARRY_DIR (default .devcarry in the repo root; git-excluded, never commit it) holds what that
 # machine lacks:
@@ -16,6 +18,63 @@
 # Logs go to $OUT (default /tmp/jtmm_device_check): env.txt, import.log, pytest.log, junit.xml.
 # The whole run keeps within JTMM_DEVICE_BUDGET_S seconds (default 440).
 set -uo pipefail
+
+# Jittor 1.3.11's extern/cuda/inc/helper_cuda.h reads cudaDeviceProp::computeMode and ::clockRate,
+# which CUDA 13 removed: with CUDA >= 13 every Jittor source that includes it (executor.cc, the
+# allocators, ...) fails to compile. patch_helper_cuda FILE reads them as device attributes instead
+# (idempotent). The main run applies it when nvcc is 13 or newer.
+cuda_major() { "$1" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\)\..*/\1/p'; }
+patch_helper_cuda() {
+    "${PYTHON:-python3}" - "$1" <<'PATCH'
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+if 'jtmm_cuda13_attr' not in text:
+    lines, device = [], 'devID'
+    for line in text.split('\n'):
+        found = re.search(r'cudaGetDeviceProperties\(&deviceProp, (\w+)\)', line)
+        device = found.group(1) if found else device
+        for field, attr in (('computeMode', 'cudaDevAttrComputeMode'),
+                            ('clockRate', 'cudaDevAttrClockRate')):
+            line = line.replace(f'deviceProp.{field}', f'jtmm_cuda13_attr({attr}, {device})')
+        lines.append(line)
+    anchor = '#include <helper_string.h>\n'
+    assert anchor in text, 'helper_cuda.h changed: review the CUDA 13 patch'
+    text = '\n'.join(lines).replace(anchor, anchor + (
+        '// jt-mm-plugins tools/device_check.sh: CUDA 13 removed these cudaDeviceProp fields.\n'
+        'inline int jtmm_cuda13_attr(cudaDeviceAttr attr, int device) {\n'
+        '  int value = 0;\n  cudaDeviceGetAttribute(&value, attr, device);\n  return value;\n}\n'), 1)
+    open(path, 'w').write(text)
+    print('patched for CUDA 13:', path)
+PATCH
+}
+
+# --nvcc-only [CARRY_DIR]: what needs nvcc but no GPU. Compiles (1) Jittor's helper_cuda.h as Jittor
+# does (-DHAS_CUDA -DIS_CUDA, C++14), as shipped and patched, and (2) CUDA's cub, which Jittor's cub
+# ops include, in Jittor's C++14 and in C++17.
+if [[ "${1:-}" == "--nvcc-only" ]]; then
+    ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    JT="${2:-$ROOT/.devcarry}/jittor-1.3.11.0/jittor"
+    NVCC="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
+    TMP="$(mktemp -d)"
+    echo "$("$NVCC" --version | tail -2 | head -1)"
+    mkdir -p "$TMP/inc" && cp "$JT/extern/cuda/inc/"*.h "$TMP/inc/"
+    printf '#include "helper_cuda.h"\nint main() { return 0; }\n' > "$TMP/helper.cu"
+    printf '#include <cub/cub.cuh>\nint main() { return 0; }\n' > "$TMP/cub.cu"
+    compile() {  # name, flags...
+        local name=$1; shift
+        if "$NVCC" -c "$@" -o "$TMP/out.o" > "$TMP/err" 2>&1; then echo "$name: compiles"
+        else echo "$name: FAILS ($(grep -c 'error' "$TMP/err") error lines), first: $(grep -m1 'error' "$TMP/err")"; fi
+    }
+    FLAGS=(-std=c++14 -DHAS_CUDA -DIS_CUDA -I"$TMP/inc" -I"$JT/src")
+    compile "helper_cuda.h as shipped" "${FLAGS[@]}" "$TMP/helper.cu"
+    patch_helper_cuda "$TMP/inc/helper_cuda.h" > /dev/null
+    compile "helper_cuda.h patched" "${FLAGS[@]}" "$TMP/helper.cu"
+    compile "cub/cub.cuh with -std=c++14 (Jittor's)" -std=c++14 "$TMP/cub.cu"
+    compile "cub/cub.cuh with -std=c++17" -std=c++17 "$TMP/cub.cu"
+    rm -rf "$TMP"
+    exit 0
+fi
 
 if [[ "${1:-}" == "--prepare" ]]; then
     ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -79,46 +138,35 @@ log "installing carried wheels into $SITE"
 JITTOR_SRC="${JTMM_JITTOR_SRC:-$CARRY/jittor-1.3.11.0}"  # JTMM_JITTOR_SRC: an installed Jittor instead
 export PYTHONPATH="$SITE:$JITTOR_SRC:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
-# Jittor 1.3.11's extern/cuda/inc/helper_cuda.h reads cudaDeviceProp::computeMode and ::clockRate,
-# which CUDA 13 removed: with CUDA >= 13 every Jittor source that includes it fails to compile. Read
-# them as device attributes instead (idempotent; only with CUDA >= 13).
 NVCC="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
-CUDA_MAJOR="$("$NVCC" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\)\..*/\1/p')"
-if [[ "${CUDA_MAJOR:-0}" -ge 13 ]]; then
-    "$PY" - "$JITTOR_SRC/jittor/extern/cuda/inc/helper_cuda.h" <<'PATCH' || exit 6
-import re, sys
-path = sys.argv[1]
-text = open(path).read()
-if 'jtmm_cuda13_attr' not in text:
-    lines, device = [], 'devID'
-    for line in text.split('\n'):
-        found = re.search(r'cudaGetDeviceProperties\(&deviceProp, (\w+)\)', line)
-        device = found.group(1) if found else device
-        for field, attr in (('computeMode', 'cudaDevAttrComputeMode'),
-                            ('clockRate', 'cudaDevAttrClockRate')):
-            line = line.replace(f'deviceProp.{field}', f'jtmm_cuda13_attr({attr}, {device})')
-        lines.append(line)
-    anchor = '#include <helper_string.h>\n'
-    assert anchor in text, 'helper_cuda.h changed: review the CUDA 13 patch'
-    text = '\n'.join(lines).replace(anchor, anchor + (
-        '// jt-mm-plugins tools/device_check.sh: CUDA 13 removed these cudaDeviceProp fields.\n'
-        'inline int jtmm_cuda13_attr(cudaDeviceAttr attr, int device) {\n'
-        '  int value = 0;\n  cudaDeviceGetAttribute(&value, attr, device);\n  return value;\n}\n'), 1)
-    open(path, 'w').write(text)
-    print('patched for CUDA 13:', path)
-PATCH
+if [[ "$(cuda_major "$NVCC")" -ge 13 ]]; then
+    if [[ -z "${JTMM_JITTOR_SRC:-}" ]]; then  # the carried copy; an installed Jittor is left as is
+        patch_helper_cuda "$JITTOR_SRC/jittor/extern/cuda/inc/helper_cuda.h" || exit 6
+    else
+        log "CUDA >= 13: $JITTOR_SRC must carry the helper_cuda.h patch (patch_helper_cuda)"
+    fi
 fi
 
-# Jittor asks python3.X-config for the include flags; point it at headers that exist.
-read -r PYVER PYINC EXT_SUFFIX < <("$PY" -c 'import sys, sysconfig
-print("%d.%d" % sys.version_info[:2], sysconfig.get_paths()["include"],
+# Jittor asks python3.X-config for the include flags. Keep the one it finds when its headers exist
+# (the flags are part of Jittor's cache keys); otherwise point it at headers that exist.
+read -r PYVER PYEXE PYINC EXT_SUFFIX < <("$PY" -c 'import sys, sysconfig
+print("%d.%d" % sys.version_info[:2], sys.executable, sysconfig.get_paths()["include"],
       sysconfig.get_config_var("EXT_SUFFIX"))')
-if [[ ! -f "$PYINC/Python.h" ]]; then
-    log "no Python.h in $PYINC: using the carried headers $CARRY/pyinclude/python$PYVER"
-    PYINC="$CARRY/pyinclude/python$PYVER"
-    [[ -f "$PYINC/Python.h" ]] || { log "FAILED: no carried headers for Python $PYVER"; exit 4; }
-fi
-cat > "$SHIM/python$PYVER-config" <<EOF
+PYCONFIG=""
+for candidate in "$(dirname "$PYEXE")/python$PYVER-config" "$PYEXE-config" "/usr/bin/python$PYVER-config" \
+        "/usr/local/bin/python$PYVER-config" "$(dirname "$PYEXE")/python3-config"; do  # Jittor's order
+    [[ -f "$candidate" ]] && { PYCONFIG="$candidate"; break; }
+done
+FOUND_INC="$([[ -n "$PYCONFIG" ]] && "$PYCONFIG" --includes 2>/dev/null | sed 's/^-I\([^ ]*\).*/\1/')"
+if [[ -n "$FOUND_INC" && -f "$FOUND_INC/Python.h" ]]; then
+    log "Python headers: $FOUND_INC (from $PYCONFIG)"
+else
+    if [[ ! -f "$PYINC/Python.h" ]]; then
+        log "no Python.h in $PYINC: using the carried headers $CARRY/pyinclude/python$PYVER"
+        PYINC="$CARRY/pyinclude/python$PYVER"
+        [[ -f "$PYINC/Python.h" ]] || { log "FAILED: no carried headers for Python $PYVER"; exit 4; }
+    fi
+    cat > "$SHIM/python$PYVER-config" <<EOF
 #!/bin/sh
 case "\$1" in
     --includes) echo "-I$PYINC -I$PYINC" ;;
@@ -126,9 +174,10 @@ case "\$1" in
     *) echo "python$PYVER-config shim of tools/device_check.sh: unsupported \$*" >&2; exit 1 ;;
 esac
 EOF
-chmod +x "$SHIM/python$PYVER-config"
-export python_config_path="$SHIM/python$PYVER-config"
-log "Python headers: $PYINC"
+    chmod +x "$SHIM/python$PYVER-config"
+    export python_config_path="$SHIM/python$PYVER-config"
+    log "Python headers: $PYINC (python$PYVER-config ${PYCONFIG:-not found}: shim $python_config_path)"
+fi
 
 # --- (1) Jittor's first import: core + CUDA libraries compile here -----------------------------
 import_jittor() {
