@@ -73,7 +73,8 @@ def test_pure_jittor_config_changes_only_types(jittor_cfg, mmdet_cfg):
 
 @pytest.mark.parametrize('gfocalv2_cfg, gfl_cfg', [
     ('configs/gfocalv2/gfocalv2_r50_fpn_1x_coco.py', 'mmdet::gfl/gfl_r50_fpn_1x_coco.py'),
-    ('configs/demo/gfocalv2_r18_fpn_jittor_head_demo.py', 'configs/demo/gfl_r18_fpn_demo_mmdet.py'),
+    ('configs/demo/gfocalv2_r18_fpn_jittor_head_demo.py',
+     'configs/demo/gfl_r18_fpn_demo_mmdet.py'),
 ])
 def test_gfocalv2_config_is_gfl_with_the_dgqp_head(gfocalv2_cfg, gfl_cfg):
     """GFocalV2's configs are their GFL base with only the head's type, DGQP settings and QFL on
