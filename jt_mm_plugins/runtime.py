@@ -11,12 +11,20 @@ import jt``), so whichever import comes first configures Jittor the same way:
 * **Same device as torch.** Jittor runs on CUDA exactly when ``torch.cuda.is_available()`` and a local
   nvcc exists; otherwise ``nvcc_path=""`` keeps Jittor from probing CUDA (it crashes without a GPU).
 
+* **Quiet import.** Where Jittor's core is already compiled, importing prints nothing (Jittor's
+  ``[i ...]`` start-up lines are hidden; ``log_silent`` is switched back off right after the import, so
+  kernel-compilation progress and Jittor's warnings still show later). Where the core is not compiled
+  yet, a one-line notice says so and Jittor's own progress is shown.
+
 Flags the user already set in the environment win over these defaults.
 """
+import glob
 import os
 import shutil
 import sys
+import sysconfig
 import warnings
+from importlib import metadata
 
 import torch  # torch first: its MKL/OpenMP runtime then wins any symbol clash with Jittor's.
 
@@ -100,6 +108,32 @@ def _configure_environment():
             os.environ['nvcc_path'] = ''
 
 
+def jittor_core_compiled() -> bool:
+    """Whether a compiled Jittor core for this Jittor and Python exists in Jittor's cache (so
+    importing Jittor compiles nothing big). A heuristic: it does not check the compiler version."""
+    try:
+        version = metadata.version('jittor')
+    except metadata.PackageNotFoundError:
+        return False
+    pattern = os.path.join(_jittor_home(), '.cache', 'jittor', f'jt{version.rsplit(".", 1)[0]}',
+                           '*', f'py{sys.version.split()[0]}', '*', '*', '*', '*',
+                           'jittor_core' + sysconfig.get_config_var('EXT_SUFFIX'))
+    return bool(glob.glob(pattern))
+
+
+def _silence_jittor_import() -> bool:
+    """Hide Jittor's start-up log for the import; returns whether it did (to undo it after)."""
+    if 'log_silent' in os.environ:  # the user's choice wins
+        return False
+    if not jittor_core_compiled():
+        print('jt_mm_plugins: compiling Jittor\'s core for this machine (first import here, a few '
+              'minutes)...', file=sys.stderr, flush=True)
+        return False
+    os.environ['log_silent'] = '1'
+    return True
+
+
+_silenced = False
 if 'jittor' in sys.modules:
     # Too late to configure; at least say so instead of failing obscurely later.
     warnings.warn('jt_mm_plugins.runtime was imported after jittor: the offline/oneDNN/device '
@@ -107,8 +141,15 @@ if 'jittor' in sys.modules:
                   RuntimeWarning)
 else:
     _configure_environment()
+    _silenced = _silence_jittor_import()
 
 import jittor as jt  # noqa: E402  (must follow the configuration above)
+
+if _silenced:  # back to Jittor's default: compile progress and warnings show from here on
+    os.environ.pop('log_silent')
+    jt.flags.log_silent = 0
+    import jittor_utils  # noqa: E402
+    jittor_utils.LOG.log_silent = 0
 
 if jt.has_cuda and torch.cuda.is_available():
     jt.flags.use_cuda = 1

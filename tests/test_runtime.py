@@ -84,3 +84,53 @@ def test_missing_onednn_warns_loudly(tmp_path):
     ''', env_update={'use_mkl': '1'})
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'WARNED True' in result.stdout and 'USE_MKL 0' in result.stdout
+
+
+def test_import_prints_nothing_where_jittor_is_compiled():
+    """Quiet by default: no Jittor start-up lines; Jittor's logging is back on after the import."""
+    result = _run_python('''
+        import jt_mm_plugins
+        from jt_mm_plugins.runtime import jt, jittor_core_compiled
+        import jittor_utils
+        assert jittor_core_compiled()
+        assert jt.flags.log_silent == 0 and jittor_utils.LOG.log_silent == 0
+    ''')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout == '' and result.stderr == '', (result.stdout + result.stderr)[-2000:]
+
+
+def test_first_import_on_a_machine_announces_the_compilation(tmp_path, monkeypatch, capsys):
+    """Where no compiled core exists (an empty Jittor cache), nothing is silenced and a notice says
+    why the import takes minutes."""
+    import jt_mm_plugins.runtime as runtime
+    monkeypatch.setenv('JITTOR_HOME', str(tmp_path))
+    monkeypatch.delenv('log_silent', raising=False)
+    assert not runtime.jittor_core_compiled()
+    assert runtime._silence_jittor_import() is False
+    assert 'log_silent' not in os.environ
+    assert "compiling Jittor's core" in capsys.readouterr().err
+    monkeypatch.setenv('log_silent', '0')  # the user's own choice is left alone
+    monkeypatch.delenv('JITTOR_HOME')
+    assert runtime._silence_jittor_import() is False and os.environ['log_silent'] == '0'
+
+
+def test_only_the_unactionable_stack_messages_are_dropped():
+    import logging
+
+    from jt_mm_plugins.utils.log_filters import (UNACTIONABLE_MESSAGES,
+                                                 drop_unactionable_messages)
+    logger = logging.getLogger('jt_mm_plugins.test_log_filters')
+    seen = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    logger.addHandler(Collect())
+    drop_unactionable_messages(logger)
+    drop_unactionable_messages(logger)
+    assert len(logger.filters) == 1
+    for prefix, _ in UNACTIONABLE_MESSAGES:
+        logger.warning(prefix + ' Please use io functions ...')
+    logger.warning('"file_client_args" will be deprecated in future.')  # actionable: a user's config
+    assert seen == ['"file_client_args" will be deprecated in future.']

@@ -171,10 +171,13 @@ def use_gloo_without_cuda(cfg: Config, launcher: str) -> None:
 def build_runner(cfg: Config, runners: 'Registry') -> 'Runner':
     """Make mmengine checkpoints (``load_from``, ``--resume``) loadable with torch's
     ``weights_only=True``, then build the runner: mmengine's ``Runner`` or, with
-    ``runner_type``, the one the registry ``runners`` builds."""
+    ``runner_type``, the one the registry ``runners`` builds. Its logger drops the stack's messages
+    no user can act on (:mod:`jt_mm_plugins.utils.log_filters`)."""
     from mmengine.runner import Runner
 
+    from jt_mm_plugins.utils.log_filters import drop_unactionable_messages
+
     load_checkpoint_compat().register_mmengine_safe_globals()
-    if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
-    return runners.build(cfg)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else runners.build(cfg)
+    drop_unactionable_messages(runner.logger)
+    return runner
