@@ -93,4 +93,35 @@ class BatchNorm2d(jt.nn.Module):
         self.running_var.update(self.running_var + (unbiased_var - self.running_var) * factor)
 
 
-SyncBatchNorm = BatchNorm2d  # single process: identical; multi-GPU Jittor training is out of scope
+def distributed_world_size() -> int:
+    """Processes in torch.distributed's default group (1 when it is not initialised)."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class SyncBatchNorm(BatchNorm2d):
+    """mmcv's ``SyncBN`` inside a Jittor component.
+
+    In one process it is :class:`BatchNorm2d`, which is what mmengine's ``revert_sync_batchnorm``
+    makes of torch's ``SyncBatchNorm`` when training is not distributed (its torch mirror is
+    therefore a ``BatchNorm2d`` too). Synchronising batch statistics across processes is not
+    implemented in Jittor parts, so with more than one process it refuses to train rather than
+    normalise each process's share of the batch on its own, silently: use ``BN`` (per-process
+    statistics, said in the config) or a PyTorch part for that layer.
+    """
+
+    def execute(self, x: jt.Var) -> jt.Var:
+        if self.is_training() or not self.track_running_stats:  # batch statistics
+            refuse_unsynchronised_syncbn(distributed_world_size())
+        return super().execute(x)
+
+
+def refuse_unsynchronised_syncbn(world_size: int) -> None:
+    """Raise when ``SyncBN`` would train with unsynchronised statistics across ``world_size``
+    processes."""
+    if world_size > 1:
+        raise NotImplementedError(
+            f"norm_cfg=dict(type='SyncBN') in a Jittor component: batch statistics are not "
+            f'synchronised across processes in Jittor parts, and training on {world_size} processes '
+            f"would normalise each process's share alone. Use norm_cfg=dict(type='BN') there (per-"
+            f'process statistics, stated in the config), or a PyTorch part for that layer.')

@@ -12,13 +12,14 @@ They are registered in ``JITTOR_MODELS`` (mmcv registers its norm layers in ``MO
 Jittor norm layers can be added with ``@JITTOR_MODELS.register_module('MyNorm')``.
 """
 import inspect
-import warnings
 from typing import Dict, Tuple, Union
 
 import torch
 
 from jt_mm_plugins.bridge.mirrors import register_torch_mirror
-from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d, SyncBatchNorm
+from jt_mm_plugins.models.layers.batch_norm import (BatchNorm2d, SyncBatchNorm,
+                                                   distributed_world_size,
+                                                   refuse_unsynchronised_syncbn)
 from jt_mm_plugins.registry import JITTOR_MODELS, config_args, instantiate, resolve_type
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
@@ -105,18 +106,6 @@ def infer_abbr(class_type: type) -> str:
     return 'norm_layer'
 
 
-def _warn_if_distributed_syncbn() -> None:
-    try:
-        import torch.distributed as dist
-        world_size = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-    except (ImportError, RuntimeError):
-        world_size = 1
-    if world_size > 1:
-        warnings.warn('build_norm_layer: SyncBN is built as a per-process BatchNorm2d in Jittor: the '
-                      f'batch statistics are NOT synchronised across the {world_size} processes.',
-                      RuntimeWarning, stacklevel=3)
-
-
 def build_norm_layer(cfg: Dict, num_features: int,
                      postfix: Union[int, str] = '') -> Tuple[str, jt.nn.Module]:
     """Build a Jittor normalisation layer from an mmcv-style config.
@@ -137,8 +126,8 @@ def build_norm_layer(cfg: Dict, num_features: int,
     args = config_args(cfg, JITTOR_MODELS)
     layer_type = args.pop('type')
     _, norm_cls = resolve_type(layer_type, JITTOR_MODELS)
-    if layer_type == 'SyncBN':
-        _warn_if_distributed_syncbn()
+    if issubclass(norm_cls, SyncBatchNorm):  # fail at build time already, naming the config
+        refuse_unsynchronised_syncbn(distributed_world_size())
 
     requires_grad = args.pop('requires_grad', True)
     args.setdefault('eps', 1e-5)
