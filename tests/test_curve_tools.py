@@ -87,3 +87,20 @@ def test_exported_initial_weights_load_strictly_into_the_jittor_twin(tmp_path, c
 def test_export_missing_config_exits_2(tmp_path, capsys):
     assert export_init_weights.main(['configs/nope.py', str(tmp_path / 'x.pth')]) == 2
     assert 'configs/nope.py not found' in capsys.readouterr().err
+
+
+def test_curves_plot_draws_every_shared_loss_and_the_validation_map(tmp_path, capsys):
+    a = _scalars(tmp_path / 'a.json', {10: (1, 1.0, 0.5), 20: (1, 0.8, 0.4)}, {1: 0.40, 2: 0.5})
+    b = _scalars(tmp_path / 'b.json', {10: (1, 1.1, 0.5), 30: (2, 0.6, 0.33)}, {1: 0.42})
+    out = tmp_path / 'curves.png'
+    assert compare_curves.main([a, b, '--names', 'mmdet', 'jittor', '--keys', 'loss', 'loss_cls',
+                                'loss_nothing', '--plot', str(out)]) == 0
+    assert f'plot: {out}' in capsys.readouterr().out
+    assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and out.stat().st_size > 5000
+    series = compare_curves.plot_curves(a, b, ['loss', 'loss_cls', 'loss_nothing'],
+                                        ['mmdet', 'jittor'], str(tmp_path / 'again.png'))
+    assert sorted(series) == ['coco/bbox_mAP/jittor', 'coco/bbox_mAP/mmdet', 'loss/jittor',
+                              'loss/mmdet', 'loss_cls/jittor', 'loss_cls/mmdet']
+    assert series['loss/mmdet'] == ([10, 20], [1.0, 0.8])  # every step each run logged
+    assert series['loss_cls/jittor'] == ([10, 30], [0.5, 0.33])
+    assert series['coco/bbox_mAP/mmdet'] == ([1, 2], [0.40, 0.5])

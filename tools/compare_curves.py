@@ -9,7 +9,8 @@ means over those steps and their relative difference, and the validation metrics
     python tools/compare_curves.py a.json b.json --keys loss loss_cls --names mmdet jittor
 
 ``--max-epoch-rel X`` makes it exit 1 when a per-epoch mean differs by more than X (relative to the
-first run), for scripted checks. See tools/export_init_weights.py for starting both runs from the
+first run), for scripted checks. ``--plot FILE.png`` also draws each loss of both runs per logged step
+(one panel per key) and the validation bbox mAP per epoch. See tools/export_init_weights.py for starting both runs from the
 same weights.
 """
 import argparse
@@ -91,6 +92,41 @@ def compare(path_a: str, path_b: str, keys: Sequence[str], names: Sequence[str])
     return '\n'.join(lines), worst
 
 
+def plot_curves(path_a: str, path_b: str, keys: Sequence[str], names: Sequence[str],
+                out_file: str) -> Dict[str, Tuple[List[float], List[float]]]:
+    """Draw both runs' losses per logged step (a panel per key both runs logged) and their
+    validation ``coco/bbox_mAP`` per epoch into ``out_file`` (PNG). Returns the plotted series by
+    label (``'<panel>/<run name>'``: (x, y))."""
+    import matplotlib
+    matplotlib.use('Agg')  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    runs = [(name, *read_scalars(path)) for name, path in zip(names, (path_a, path_b))]
+    keys = [k for k in keys if all(any(k in r for r in train.values()) for _, train, _ in runs)]
+    has_val = any(any('coco/bbox_mAP' in r for r in val.values()) for _, _, val in runs)
+    panels = keys + (['coco/bbox_mAP'] if has_val else [])
+    if not panels:
+        raise ValueError('compare_curves: the two runs share none of the requested keys')
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    series = {}
+    for ax, panel in zip(axes[0], panels):
+        for (name, train, val), style in zip(runs, ('-', '--')):
+            records = val if panel == 'coco/bbox_mAP' else train
+            x = [step for step in sorted(records) if panel in records[step]]
+            y = [records[step][panel] for step in x]
+            ax.plot(x, y, style, marker='o' if panel == 'coco/bbox_mAP' else None, markersize=4,
+                    linewidth=1.2, label=name)
+            series[f'{panel}/{name}'] = (x, y)
+        ax.set_title(panel)
+        ax.set_xlabel('epoch' if panel == 'coco/bbox_mAP' else 'iteration')
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_file, dpi=110)
+    plt.close(fig)
+    return series
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('run_a', help='scalars.json of the first run (the reference)')
@@ -99,6 +135,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--names', nargs=2, default=['A', 'B'], metavar=('NAME_A', 'NAME_B'))
     parser.add_argument('--max-epoch-rel', type=float,
                         help='exit 1 when a per-epoch mean differs by more than this (e.g. 0.1)')
+    parser.add_argument('--plot', metavar='FILE.png',
+                        help='also draw the losses per iteration and validation mAP per epoch here')
     return parser.parse_args(argv)
 
 
@@ -110,6 +148,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(e, file=sys.stderr)
         return 2
     print(report)
+    if args.plot:
+        plot_curves(args.run_a, args.run_b, args.keys, args.names, args.plot)
+        print(f'plot: {args.plot}')
     if args.max_epoch_rel is not None and worst > args.max_epoch_rel:
         print(f'compare_curves: per-epoch difference {worst:.1%} > {args.max_epoch_rel:.1%}',
               file=sys.stderr)
