@@ -112,10 +112,12 @@ def assert_same_losses_and_gradients(reference, candidate, data, loss_rtol: floa
 
 
 # The small Faster R-CNN case (jt_mm_plugins.alignment.pairs.small_faster_rcnn_twins): the
-# selections each mode must record (RPN: nms_pre ranking, min_bbox_size, NMS; RoI head: assigner,
-# the accuracy's top-1 in training, score_thr and NMS in testing).
-FASTER_RCNN_TRAIN_SELECTIONS = ('sort', 'min_bbox_size', 'nms', 'nms order', 'assigner', 'topk')
-FASTER_RCNN_PREDICT_SELECTIONS = ('sort', 'min_bbox_size', 'nms', 'nms order', 'score_thr')
+# selections each mode must record (RPN: nms_pre ranking, clipping, min_bbox_size, NMS; RoI head:
+# assigner, the accuracy's top-1 in training, score_thr and NMS in testing).
+FASTER_RCNN_TRAIN_SELECTIONS = ('sort', 'clip', 'min_bbox_size', 'nms', 'nms order', 'assigner',
+                                'topk')
+FASTER_RCNN_PREDICT_SELECTIONS = ('sort', 'clip', 'min_bbox_size', 'nms', 'nms order',
+                                  'score_thr')
 
 
 def assert_faster_rcnn_losses_match(reference, candidate, data, loss_rtol: float,

@@ -1,5 +1,7 @@
 """jt_mm_plugins/alignment/margins.py: the ReLU / max-pool decisions of a reference run, their
-margins, and which float32 gradients they leave well-defined (the rule every alignment test uses)."""
+margins, and which float32 gradients they leave well-defined (the rule every alignment test uses);
+the selections (top-k / sort cuts, NMS and its survivors' order, assigner, score_thr,
+min_bbox_size) and their margins."""
 import copy
 
 import pytest
@@ -7,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from jt_mm_plugins.alignment.margins import (FLOAT32_EPS, FLOAT32_MARGIN_FACTOR, float32_bound,
-                                             measure_margins, record_decisions)
+                                             max_iou_assigner_margin, measure_margins,
+                                             record_decisions, record_selections)
 from jt_mm_plugins.alignment.pairs import _LossProbe
 
 
@@ -118,3 +121,78 @@ def test_max_pool_margin_keeps_negative_windows():
     with record_decisions(torch.nn.Identity()) as trace:
         F.max_pool2d(x, 2)
     assert trace.decisions[0].margin == 2**-20
+
+
+def test_max_pool_margin_counts_exact_ties_as_undecided():
+    # a tie of two equal positive values (e.g. the constant padding of a smaller image)
+    x = torch.tensor([[[[2.0, 2.0], [1.0, 0.0]]]])
+    with record_decisions(torch.nn.Identity()) as trace:
+        F.max_pool2d(x, 2)
+    assert trace.decisions[0].margin == 0.0
+
+
+def test_topk_is_judged_at_its_cut_and_sort_at_sort_cut():
+    x = torch.tensor([5.0, 4.0, 3.0, 3.0 + 2**-20, 1.0])
+    with record_selections() as trace:
+        x.topk(2)
+        torch.topk(x, 3, largest=False)  # 1, 3, 3+2**-20 | 4: cut gap 1 - 2**-20
+        x.sort(descending=True)
+    assert [d.kind for d in trace.decisions] == ['topk', 'topk', 'sort']
+    assert trace.decisions[0].margin == pytest.approx(1.0 - 2**-20)  # 4 vs 3 + 2**-20
+    assert trace.decisions[1].margin == pytest.approx(1.0 - 2**-20)
+    assert trace.decisions[2].margin == 2**-20  # every neighbour of a sort
+    with record_selections(sort_cut=2) as trace:
+        x.sort(descending=True)
+        x[:2].sort()  # no cut: nothing to decide
+    assert trace.decisions[0].margin == pytest.approx(1.0 - 2**-20)
+    assert trace.decisions[1].margin == float('inf')
+
+
+def test_nms_order_is_the_survivors_order():
+    from mmcv.ops import nms
+    boxes = torch.tensor([[0., 0., 10., 10.], [1., 0., 11., 10.], [50., 50., 60., 60.]])
+    scores = torch.tensor([0.9, 0.5, 0.5 + 2**-20])  # box 1 is suppressed by box 0
+    with record_selections() as trace:
+        _, keep = nms(boxes, scores, 0.5)
+    assert keep.tolist() == [0, 2]
+    suppression, order = trace.decisions
+    assert (suppression.kind, order.kind) == ('nms', 'nms order')
+    assert suppression.margin == pytest.approx(min(9 / 11 - 0.5, 0.4))  # IoU 9/11; 0.9 vs 0.5
+    assert order.margin == pytest.approx(0.4 - 2**-20)  # 0.5 + 2**-20 is no neighbour of 0.5
+
+
+def test_max_iou_assigner_margin():
+    from mmdet.models.task_modules.assigners import MaxIoUAssigner
+    assigner = MaxIoUAssigner(pos_iou_thr=0.7, neg_iou_thr=0.3, min_pos_iou=0.3)
+    overlaps = torch.tensor([[0.9, 0.1, 0.25], [0.8, 0.0, 0.6]])  # gts x boxes
+    # box 0 positive, its gts 0.1 apart; box 2's best 0.6; gt 1 takes box 0 (0.8 vs 0.6)
+    assert max_iou_assigner_margin(assigner, overlaps) == pytest.approx(0.1)
+    overlaps[1, 0] = 0.31  # box 2's best IoU is 0.31: 0.01 above neg_iou_thr
+    overlaps[1, 2] = 0.31
+    assert max_iou_assigner_margin(assigner, overlaps) == pytest.approx(0.0)  # gt 1: tied boxes
+    overlaps[1, 2] = 0.305
+    assert max_iou_assigner_margin(assigner, overlaps) == pytest.approx(0.005)
+    with record_selections() as trace:
+        assigner.assign_wrt_overlaps(overlaps, torch.tensor([0, 1]))
+    assert [d.kind for d in trace.decisions] == ['assigner']
+    assert trace.decisions[0].margin == pytest.approx(0.005)
+
+
+def test_score_thr_and_min_bbox_size_are_recorded():
+    from mmdet.models.dense_heads import RPNHead
+    from mmdet.models.roi_heads.bbox_heads import bbox_head
+    from mmengine.config import ConfigDict
+    from mmengine.structures import InstanceData
+    scores = torch.tensor([[0.06, 0.2, 0.74], [0.3, 0.049, 0.651]])  # last column: background
+    boxes = torch.tensor([[0., 0., 10., 10.], [20., 20., 30., 31.]]).repeat(1, 2)
+    with record_selections() as trace:
+        bbox_head.multiclass_nms(boxes, scores, 0.05, dict(type='nms', iou_threshold=0.5))
+    assert trace.decisions[0].kind == 'score_thr'
+    assert trace.decisions[0].margin == pytest.approx(0.001, rel=1e-5)  # (float32 0.049)
+    results = InstanceData(bboxes=torch.tensor([[0., 0., 4., 10.], [20., 20., 30., 33.]]),
+                           scores=torch.tensor([0.9, 0.8]), level_ids=torch.tensor([0, 0]))
+    cfg = ConfigDict(min_bbox_size=3.5, nms=dict(type='nms', iou_threshold=0.7), max_per_img=10)
+    with record_selections() as trace:
+        RPNHead(in_channels=1)._bbox_post_process(results, cfg)
+    assert trace.decisions[0].kind == 'min_bbox_size'
+    assert trace.decisions[0].margin == pytest.approx(0.5)  # width 4 vs 3.5

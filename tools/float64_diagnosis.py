@@ -11,6 +11,8 @@ reference and a float64 copy of the reference (the referee) on the same inputs a
    the float64 run's margin is below 10x the float32 error bound there, so any float32 run (the
    reference's on another machine, the candidate's) may take the other branch, and every gradient
    upstream of it is machine-dependent. This list depends on the reference only, not on luck;
+   then the selections float32 cannot decide (sorts / top-k cuts, NMS, thresholds, assigners:
+   ``margins.record_selections``): where there are any, the items themselves are machine-dependent;
 3. the sign flips against the float64 run at the outputs of every Conv2d / BatchNorm2d / Linear
    layer (the inputs of the ReLUs that follow most of them), with the float64 value nearest zero
    and each side's float32 error there. A ReLU input within float32 noise of zero flips the
@@ -35,7 +37,8 @@ import jt_mm_plugins  # noqa: F401  (registers the Jittor components)
 from jt_mm_plugins.alignment import get_pair
 from jt_mm_plugins.alignment.compare import (forward_backward, fresh_inputs, leaf_names,
                                              relative_difference, to_float64)
-from jt_mm_plugins.alignment.margins import float32_bound, record_decisions, margin_report
+from jt_mm_plugins.alignment.margins import (float32_bound, margin_report, record_decisions,
+                                             record_selections)
 from jt_mm_plugins.alignment.pairs import mmcv_nms_accepts_float64
 
 HOOKED_TORCH_TYPES = (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.Linear)
@@ -135,9 +138,10 @@ def main(argv=None) -> int:
               f'{worst_32[0]:>9.1e} {worst_32[1]}')
 
     # 2. decisions float32 cannot decide
-    with record_decisions(reference) as trace32:
+    with record_selections(pair.sort_cut) as selections32, record_decisions(reference) as trace32:
         forward_backward(reference, inputs, None, seed=args.seed)
-    with context(), record_decisions(referee) as trace64:
+    with context(), record_selections(pair.sort_cut) as selections64, \
+            record_decisions(referee) as trace64:
         forward_backward(referee, inputs64, None, seed=args.seed)
     report = margin_report(trace64, trace32)
     undecided = report.undecided
@@ -157,6 +161,13 @@ def main(argv=None) -> int:
                                              ' and the input'))
     else:
         print('none: every decision has its margin, so every float32 gradient is well-defined')
+    selections = margin_report(selections64, selections32)
+    print(f'\nselections float32 cannot decide (sorts / top-k cuts, NMS, score_thr, min_bbox_size, '
+          f'assigners): {len(selections.undecided)} of {len(selections64.decisions)}'
+          + ('' if selections.undecided else ': the same items are selected on any machine'))
+    for d in selections.undecided[:args.top]:
+        print(f'{d.label[:44]:<44} margin {d.margin:.1e}, float32 error '
+              f'{selections.errors32[d.index]:.1e} (scale {d.scale:.1e})')
 
     # 3. sign flips at layer outputs
     root = _jittor_root(candidate)

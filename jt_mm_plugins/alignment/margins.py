@@ -26,10 +26,16 @@ run of it is from that float64 run at each of them. The rule (used by the alignm
   (1e-9) times its tensor's scale from its boundary, where float64 rounding is ~1e-15 relative: a
   float64 candidate is then compared on every output and gradient (``FLOAT64_TOLERANCES`` in
   compare.py), on any machine.
-* **selections** (:func:`record_selections`): sorts / top-k cuts of computed scores and mmcv NMS
-  calls (``|IoU - threshold|``, score gaps) decide *which* items exist downstream; tests that
-  compare such items first assert (:func:`assert_float32_decides`) that float32 decides all of
-  them, with inputs chosen so that it holds.
+* **selections** (:func:`record_selections`): sorts / top-k cuts of computed scores (the gap at
+  the cut), mmcv NMS calls (``|IoU - threshold|``, score gaps of overlapping boxes, the
+  survivors' order), mmdet's ``score_thr`` / ``min_bbox_size`` filters and MaxIoUAssigner
+  thresholds decide *which* items exist downstream; tests that compare such items first assert
+  (:func:`assert_float32_decides`, ``MarginReport.undecided_selections``) that float32 decides
+  all of them, with inputs chosen so that it holds.
+* **exact ties**: a max-pool window whose two largest values are exactly equal (e.g. in the
+  constant padding of a smaller image) has margin 0: undecided, so the gradients upstream of it
+  are not compared (which tied element gets the gradient is each implementation's choice). An
+  exact-zero ReLU input of a signed tensor (e.g. BatchNorm's output in that padding) likewise.
 
 Why 10x the measured error, not a fixed bound: the float32 error of a tensor grows with depth and
 fan-in (~3e-6 of the largest value in a ResNet-18 here, 1e-7 at a sigmoid score); 10x the error
@@ -44,6 +50,8 @@ non-negative (a ReLU's output) are left out of a ReLU's margin: they are exact i
 """
 import contextlib
 import copy
+import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
@@ -113,11 +121,12 @@ def _max_pool_margin(x: torch.Tensor, kernel_size, stride=None, padding=0, dilat
                    value=float('-inf'))
     n, c = padded.shape[:2]
     windows = F.unfold(padded.reshape(n * c, 1, *padded.shape[2:]), kernel, dilation, 0, stride)
-    top2 = windows.topk(2, dim=1).values  # (n*c, 2, L)
-    gap = top2[:, 0] - top2[:, 1]
+    # numpy: a Tensor.topk here would be recorded as a selection by record_selections
+    top2 = np.sort(windows.numpy(), axis=1)[:, -2:]  # (n*c, 2, L): second largest, largest
+    gap = top2[:, 1] - top2[:, 0]
     if bool((x4 >= 0).all()):
-        gap = gap[top2[:, 0] != 0]
-    return float(gap.min()) if gap.numel() else float('inf')
+        gap = gap[top2[:, 1] != 0]
+    return float(gap.min()) if gap.size else float('inf')
 
 
 @contextlib.contextmanager
@@ -194,17 +203,97 @@ def _iou_matrix(boxes: np.ndarray, offset: int = 0) -> np.ndarray:
     return inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-12)
 
 
+def _cut_margin(values: torch.Tensor, k: int, dim: int = -1, largest: bool = True) -> float:
+    """Gap between the k-th and the (k+1)-th value along ``dim`` (largest or smallest first): which
+    items a top-k cut keeps. No cut (``k >= n``): infinite."""
+    v = values.detach().double().cpu().numpy()
+    if v.ndim == 0 or not 0 < k < v.shape[dim]:
+        return float('inf')
+    v = np.sort(v, axis=dim)
+    if largest:
+        v = np.flip(v, axis=dim)
+    inside, outside = np.take(v, k - 1, axis=dim), np.take(v, k, axis=dim)
+    with np.errstate(invalid='ignore'):
+        gaps = np.abs(inside - outside)
+    gaps = gaps[np.isfinite(gaps)]  # equal infinities (masked entries) are exact in any precision
+    return float(gaps.min()) if gaps.size else float('inf')
+
+
+def max_iou_assigner_margin(assigner, overlaps: torch.Tensor) -> float:
+    """Margin of ``MaxIoUAssigner.assign_wrt_overlaps`` on ``overlaps`` (gts x boxes): each box's
+    best IoU against ``pos_iou_thr`` and ``neg_iou_thr`` (a float or a range); for a box that
+    becomes positive (best >= ``pos_iou_thr``), the gap between its best and second-best gt (which
+    gt it takes); with ``match_low_quality``, each gt's best IoU against ``min_pos_iou`` and, for a
+    gt that takes its best boxes, the gap between its best and second-best box (which boxes it
+    takes: exact ties count as 0). ``ignore_iof_thr`` (decided in ``assign``) is not covered."""
+    o = overlaps.detach().double().cpu().numpy()
+    if not o.size:
+        return float('inf')
+    best = o.max(0)
+    neg = assigner.neg_iou_thr
+    thresholds = [assigner.pos_iou_thr] + (list(neg) if isinstance(neg, tuple) else [neg])
+    margin = min(float(np.abs(best - t).min()) for t in thresholds)
+    if len(o) > 1:
+        top2 = -np.sort(-o, axis=0)[:2]
+        positive = best >= assigner.pos_iou_thr
+        if positive.any():
+            margin = min(margin, float((top2[0] - top2[1])[positive].min()))
+    if assigner.match_low_quality:
+        gt_best = o.max(1)
+        margin = min(margin, float(np.abs(gt_best - assigner.min_pos_iou).min()))
+        taking = gt_best >= assigner.min_pos_iou
+        if taking.any() and o.shape[1] > 1:
+            top2 = -np.sort(-o[taking], axis=1)[:, :2]
+            margin = min(margin, float((top2[:, 0] - top2[:, 1]).min()))
+    return margin
+
+
+def _clip_margin(boxes: torch.Tensor, max_shape) -> float:
+    """Margin of clipping ``(x1, y1, x2, y2)`` boxes to ``[0, W] x [0, H]`` where it matters for a
+    selection: a box clipped to zero width / height (both sides beyond one border: ``x1 >= W`` or
+    ``x2 <= 0``) has the distance of its inner side from that border (it decides whether the box
+    is exactly 0 wide, which ``min_bbox_size`` filters); a box clipped otherwise keeps a
+    continuous size. No zero-sized box: infinite."""
+    b = boxes.detach().double().reshape(-1, 4)
+    margins = []
+    for lo, hi, limit in ((b[:, 0], b[:, 2], max_shape[1]), (b[:, 1], b[:, 3], max_shape[0])):
+        margins += [lo[lo >= limit] - limit, -hi[hi <= 0]]
+    gaps = torch.cat(margins)
+    return float(gaps.min()) if gaps.numel() else float('inf')
+
+
+def _optional_module(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
 @contextlib.contextmanager
-def record_selections() -> Iterator[DecisionTrace]:
-    """Record the discrete choices made on computed values in the block: every sort / topk of a
-    floating tensor (``Tensor.sort``, ``Tensor.topk``, ``torch.sort``, ``torch.topk``: their
-    margin is the smallest gap between neighbours in sorted order, which also decides a top-k
-    cut) and every mmcv NMS call (margin: the smallest ``|IoU - threshold|`` over all pairs of its
-    boxes, or the smallest score gap between two boxes overlapping beyond the threshold if smaller:
-    which boxes survive; its value is the IoU matrix), and with it an ``nms order`` entry (the
-    smallest gap between any two of its scores: the order of the survivors and any top-k cut). A
-    choice within float32 error of its boundary selects other proposals / another order on another
-    machine; tests assert that none is."""
+def record_selections(sort_cut: Optional[int] = None) -> Iterator[DecisionTrace]:
+    """Record the discrete choices made on computed values in the block (a choice within float32
+    error of its boundary selects other items or another order on another machine; tests assert
+    that none is):
+
+    * ``topk`` (``Tensor.topk``, ``torch.topk``) of a floating tensor: the gap at the cut (k-th vs
+      (k+1)-th value, e.g. the top-1 class of mmdet's ``accuracy``);
+    * ``sort``: every gap between neighbours in sorted order, or with ``sort_cut=k`` the gap at the
+      cut only (for flows whose every sort is a top-k cut whose kept order is decided again
+      downstream, as mmdet's ``RPNHead`` ``nms_pre`` ranking: its kept proposals go to NMS,
+      recorded below);
+    * every mmcv NMS call (``nms``: the smallest ``|IoU - threshold|`` over all pairs of its boxes,
+      or the smallest score gap between two boxes overlapping beyond the threshold if smaller:
+      which boxes survive; its value is the IoU matrix), with an ``nms order`` entry: the
+      smallest gap between two survivors' scores (their order, and any ``max_per_img`` /
+      ``max_num`` cut of them);
+    * ``score_thr`` of mmdet's two-stage ``BBoxHead`` (its ``multiclass_nms`` call): the smallest
+      ``|score - score_thr|`` over the class scores;
+    * ``min_bbox_size`` of mmdet's ``RPNHead``: the smallest ``|w - min_bbox_size|``,
+      ``|h - min_bbox_size|`` over the boxes it filters, but exact zeros: boxes clipped to zero
+      size, whose decision is the clip's;
+    * ``clip``: mmdet's ``delta2bbox`` clipping to the image (:func:`_clip_margin`);
+    * ``assigner``: ``MaxIoUAssigner.assign_wrt_overlaps`` (:func:`max_iou_assigner_margin`).
+    """
     trace = DecisionTrace([], {})
 
     def record(kind, value, margin, scale):
@@ -214,24 +303,24 @@ def record_selections() -> Iterator[DecisionTrace]:
     def sorted_values(name, original):
         def wrapper(input, *args, **kwargs):
             if torch.is_tensor(input) and input.is_floating_point() and input.numel():
-                dim = kwargs.get('dim', args[0] if name == 'sort' and args and
-                                 isinstance(args[0], int) else -1)
+                scale = float(input.detach().abs().max())
                 if name == 'topk':
+                    k = kwargs.get('k', args[0] if args else None)
                     dim = kwargs.get('dim', args[1] if len(args) > 1 else -1)
-                record(name, input, _order_margin(input, dim),
-                       float(input.detach().abs().max()))
+                    largest = kwargs.get('largest', args[2] if len(args) > 2 else True)
+                    record(name, input, _cut_margin(input, int(k), dim, largest), scale)
+                else:
+                    dim = kwargs.get('dim', args[0] if args and isinstance(args[0], int) else -1)
+                    descending = kwargs.get('descending', args[1] if len(args) > 1 else False)
+                    margin = _order_margin(input, dim) if sort_cut is None else \
+                        _cut_margin(input, sort_cut, dim, bool(descending))
+                    record(name, input, margin, scale)
             return original(input, *args, **kwargs)
         return wrapper
 
     patched = [(torch.Tensor, 'sort'), (torch.Tensor, 'topk'), (torch, 'sort'), (torch, 'topk')]
-    originals = [getattr(owner, name) for owner, name in patched]
-    nms_module = ext = None
-    try:
-        import importlib
-        nms_module = importlib.import_module('mmcv.ops.nms')
-        ext = nms_module.ext_module
-    except ImportError:
-        pass
+    nms_module = _optional_module('mmcv.ops.nms')
+    ext = nms_module.ext_module if nms_module is not None else None
 
     class _RecordingNMS:
         def __getattr__(self, name):
@@ -239,6 +328,7 @@ def record_selections() -> Iterator[DecisionTrace]:
 
         @staticmethod
         def nms(boxes, scores, iou_threshold, offset=0, *args, **kwargs):
+            keep = ext.nms(boxes, scores, iou_threshold, offset, *args, **kwargs)
             if boxes.numel():
                 ious = _iou_matrix(boxes.detach().double().cpu().numpy(), int(offset))
                 off_diagonal = ~np.eye(len(ious), dtype=bool)
@@ -251,21 +341,78 @@ def record_selections() -> Iterator[DecisionTrace]:
                     gaps = np.abs(s64[:, None] - s64[None, :])[overlapping]
                     margin = min(margin, float(gaps.min()))
                 record('nms', ious, margin, 1.0)
-                # the order of what is kept (and any top-k cut of it): every score gap
-                record('nms order', s64, _order_margin(scores), float(np.abs(s64).max()))
-            return ext.nms(boxes, scores, iou_threshold, offset, *args, **kwargs)
+                # the survivors' order (and any top-k cut of them)
+                record('nms order', s64, _order_margin(torch.from_numpy(s64[keep.cpu().numpy()])),
+                       float(np.abs(s64).max()))
+            return keep
 
-    for (owner, name), original in zip(patched, originals):
-        setattr(owner, name, sorted_values(name, original))
+    # mmdet's post-processing decisions, hooked where the two-stage heads call them
+    bbox_head_module = _optional_module('mmdet.models.roi_heads.bbox_heads.bbox_head')
+    rpn_module = _optional_module('mmdet.models.dense_heads.rpn_head')
+    assigner_module = _optional_module('mmdet.models.task_modules.assigners.max_iou_assigner')
+    coder_module = _optional_module('mmdet.models.task_modules.coders.delta_xywh_bbox_coder')
+    rpn_cfgs: List[Any] = []
+
+    def multiclass_nms(multi_bboxes, multi_scores, score_thr, *args, **kwargs):
+        scores = multi_scores[:, :-1]  # the last column is the background
+        if scores.numel():
+            record('score_thr', scores, float((scores.detach().double() - score_thr).abs().min()),
+                   float(scores.detach().abs().max()))
+        return originals['multiclass_nms'](multi_bboxes, multi_scores, score_thr, *args, **kwargs)
+
+    def rpn_post_process(self, results, cfg, *args, **kwargs):
+        rpn_cfgs.append(cfg)
+        try:
+            return originals['_bbox_post_process'](self, results, cfg, *args, **kwargs)
+        finally:
+            rpn_cfgs.pop()
+
+    def get_box_wh(boxes):
+        w, h = originals['get_box_wh'](boxes)
+        if rpn_cfgs and w.numel():
+            wh = torch.cat([w.reshape(-1), h.reshape(-1)]).detach()
+            size = rpn_cfgs[-1].get('min_bbox_size', -1)
+            sized = wh[wh != 0].double()  # exact zeros: clipped to zero size ('clip' below)
+            record('min_bbox_size', wh, float((sized - size).abs().min()) if sized.numel()
+                   else float('inf'), float(wh.abs().max()))
+        return w, h
+
+    def delta2bbox(rois, deltas, *args, **kwargs):
+        boxes = originals['delta2bbox'](rois, deltas, *args, **kwargs)
+        bound = inspect.signature(originals['delta2bbox']).bind(rois, deltas, *args, **kwargs)
+        bound.apply_defaults()
+        shape = bound.arguments['max_shape']
+        if bound.arguments['clip_border'] and shape is not None and boxes.numel():
+            if torch.is_tensor(shape) or not all(isinstance(v, (int, float)) for v in shape):
+                raise NotImplementedError('record_selections: clipping to per-image shapes')
+            bound.arguments['clip_border'] = False
+            raw = originals['delta2bbox'](*bound.args, **bound.kwargs).detach()
+            record('clip', raw, _clip_margin(raw, shape), float(raw.abs().max()))
+        return boxes
+
+    def assign_wrt_overlaps(self, overlaps, *args, **kwargs):
+        record('assigner', overlaps, max_iou_assigner_margin(self, overlaps), 1.0)
+        return originals['assign_wrt_overlaps'](self, overlaps, *args, **kwargs)
+
+    hooks = [(owner, name, wrapper) for owner, name, wrapper in [
+        (bbox_head_module, 'multiclass_nms', multiclass_nms),
+        (rpn_module and rpn_module.RPNHead, '_bbox_post_process', rpn_post_process),
+        (rpn_module, 'get_box_wh', get_box_wh),
+        (coder_module, 'delta2bbox', delta2bbox),
+        (assigner_module and assigner_module.MaxIoUAssigner, 'assign_wrt_overlaps',
+         assign_wrt_overlaps)] if owner is not None]
+    hooks += [(owner, name, sorted_values(name, getattr(owner, name))) for owner, name in patched]
     if ext is not None:
-        nms_module.ext_module = _RecordingNMS()
+        hooks.append((nms_module, 'ext_module', _RecordingNMS()))
+    originals = {name: getattr(owner, name) for owner, name, _ in hooks}
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in hooks]
+    for owner, name, wrapper in hooks:
+        setattr(owner, name, wrapper)
     try:
         yield trace
     finally:
-        for (owner, name), original in zip(patched, originals):
+        for owner, name, original in reversed(saved):
             setattr(owner, name, original)
-        if ext is not None:
-            nms_module.ext_module = ext
 
 
 def trace_decisions(module: torch.nn.Module, run: Callable[[], Any]) -> DecisionTrace:
@@ -285,6 +432,12 @@ class MarginReport:
     @property
     def undecided(self) -> List[Decision]:
         return [d for d, ok in zip(self.trace64.decisions, self.decided) if not ok]
+
+    @property
+    def undecided_selections(self) -> List[Decision]:
+        """Undecided choices of items (sorts, cuts, NMS, thresholds, assignments): a test that
+        compares the chosen items (or anything computed from them) needs this empty."""
+        return [d for d in self.undecided if d.kind not in GRADIENT_MASKS]
 
     def last_undecided(self) -> int:
         """The last undecided gradient mask (ReLU / max pool; selections are judged apart)."""
@@ -345,28 +498,31 @@ def measure_margins(reference32: torch.nn.Module, reference64: torch.nn.Module,
 
 
 def selection_report(run32: Callable[[], Any], run64: Callable[[], Any],
-                     float64_context: Callable[[], Any] = contextlib.nullcontext) -> MarginReport:
+                     float64_context: Callable[[], Any] = contextlib.nullcontext,
+                     sort_cut: Optional[int] = None) -> MarginReport:
     """:func:`record_selections` around a float64 and a float32 run of the same computation: which
     sorts / top-k cuts / NMS suppressions float32 decides (``undecided`` must be empty for a test
     that compares the selected items or their order)."""
-    with float64_context(), record_selections() as trace64:
+    with float64_context(), record_selections(sort_cut) as trace64:
         run64()
-    with record_selections() as trace32:
+    with record_selections(sort_cut) as trace32:
         run32()
     return margin_report(trace64, trace32)
 
 
 def all_decisions_report(module: torch.nn.Module, run: Callable[[torch.nn.Module, torch.dtype], Any],
-                         float64_context: Optional[Callable[[], Any]] = None) -> MarginReport:
+                         float64_context: Optional[Callable[[], Any]] = None,
+                         sort_cut: Optional[int] = None) -> MarginReport:
     """``run(copy, dtype)`` on a float32 and a float64 copy of ``module`` (the module itself is left
     untouched), recording every ReLU / max-pool decision and every sort / top-k / NMS selection;
-    one report over all of them (ReLU/max-pool first, then selections)."""
+    one report over all of them (ReLU/max-pool first, then selections; ``sort_cut``: see
+    :func:`record_selections`)."""
     if float64_context is None:
         from .pairs import mmcv_nms_accepts_float64 as float64_context
     traces = {}
     for dtype, context in ((torch.float64, float64_context), (torch.float32, contextlib.nullcontext)):
         copy_ = copy.deepcopy(module).to(dtype)
-        with context(), record_selections() as selections, record_decisions(copy_) as relus:
+        with context(), record_selections(sort_cut) as selections, record_decisions(copy_) as relus:
             run(copy_, dtype)
         for d in selections.decisions:
             d.index += len(relus.decisions)
@@ -375,10 +531,11 @@ def all_decisions_report(module: torch.nn.Module, run: Callable[[torch.nn.Module
 
 
 def assert_float32_decides(module: torch.nn.Module, run: Callable[[torch.nn.Module, torch.dtype], Any],
-                           float64_context: Optional[Callable[[], Any]] = None) -> MarginReport:
+                           float64_context: Optional[Callable[[], Any]] = None,
+                           sort_cut: Optional[int] = None) -> MarginReport:
     """Assert that float32 decides every decision of ``run`` (see :func:`all_decisions_report`):
     for tests that build their inputs so that it holds, and then compare everything."""
-    report = all_decisions_report(module, run, float64_context)
+    report = all_decisions_report(module, run, float64_context, sort_cut)
     undecided = [f'{d.label} (margin {d.margin:.1e}, float32 error '
                  f'{report.errors32[d.index]:.1e})' for d in report.undecided]
     assert not undecided, f'decisions within float32 error of their boundary: {undecided}'

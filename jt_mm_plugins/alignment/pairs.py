@@ -7,7 +7,7 @@ bridged Jittor module and its reference with identical (random) weights and retu
 import contextlib
 import importlib
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager, Dict, List, Tuple
+from typing import Callable, ContextManager, Dict, List, Optional, Tuple
 
 import torch
 
@@ -32,6 +32,8 @@ class AlignmentPair:
     # reference on every output and gradient (compare.py). Only for candidates whose Jittor ops all
     # take float64 (the heads' target and loss code is float32).
     float64_candidate: bool = False
+    # margins.record_selections' sort_cut for this pair's flow (every sort a top-k cut), if any
+    sort_cut: Optional[int] = None
 
     def build_candidate64(self, size: str = 'small', seed: int = 0):
         """A float64 copy of the candidate, with the same weights as ``build(size, seed)``'s."""
@@ -44,12 +46,13 @@ ALIGNMENT_PAIRS: Dict[str, AlignmentPair] = {}
 def alignment_pair(name: str, description: str, tolerances: Tolerances = None,
                    float64_referee: bool = False,
                    float64_context: Callable[[], ContextManager] = contextlib.nullcontext,
-                   float64_candidate: bool = False):
+                   float64_candidate: bool = False, sort_cut: Optional[int] = None):
 
     def decorator(build):
         ALIGNMENT_PAIRS[name] = AlignmentPair(name, description, build,
                                               dict(tolerances or DEFAULT_TOLERANCES),
-                                              float64_referee, float64_context, float64_candidate)
+                                              float64_referee, float64_context, float64_candidate,
+                                              sort_cut)
         return build
 
     return decorator
@@ -188,10 +191,6 @@ def demo_detector_configs(candidate: str = 'faster_rcnn_r18_fpn_demo_jittor'):
 # margin that float32 decides (tests/test_faster_rcnn.py asserts them on a float64 run).
 SMALL_RPN_NMS_PRE = 12  # per FPN level, train and test: the only sort in the flow (its cut)
 SMALL_RPN_PROPOSALS = 16  # per image, after NMS
-# boxes clipped to zero width (outside the 48-px-high image's img_shape, inside its padding) are
-# removed by a 1-px minimum that no float32 rounding of a clipped coordinate can cross (with mmdet's
-# 0, ``w > 0`` of an exact 0 would hinge on on which side of the border float32 puts a coordinate)
-SMALL_MIN_BBOX_SIZE = 1.0
 # 64x64 and 48x64 images; gt corners off the anchor grid's symmetries (the demo batch's gts have
 # anchors with exactly equal IoU, ties that float32 may break either way)
 SMALL_DETECTOR_BATCH = (64, ((5.3, 7.6, 33.1, 40.7), (26.2, 19.4, 58.7, 45.9)))
@@ -204,8 +203,7 @@ def small_detector_configs(candidate: str = 'faster_rcnn_r18_fpn_demo_jittor'):
     configs = demo_detector_configs(candidate)
     for cfg in configs:
         for stage in (cfg.train_cfg.rpn_proposal, cfg.test_cfg.rpn):
-            stage.update(nms_pre=SMALL_RPN_NMS_PRE, max_per_img=SMALL_RPN_PROPOSALS,
-                         min_bbox_size=SMALL_MIN_BBOX_SIZE)
+            stage.update(nms_pre=SMALL_RPN_NMS_PRE, max_per_img=SMALL_RPN_PROPOSALS)
     return configs
 
 
@@ -263,7 +261,7 @@ def _detector_loss_pair(size: str, seed: int, configs: Tuple, spread: bool = Fal
 
 @alignment_pair('faster_rcnn', "JittorFasterRCNN vs mmdet's FasterRCNN (R-18 FPN demo): all losses",
                 tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2}, float64_referee=True,
-                float64_context=mmcv_nms_accepts_float64)
+                float64_context=mmcv_nms_accepts_float64, sort_cut=SMALL_RPN_NMS_PRE)
 def build_faster_rcnn(size: str = 'small', seed: int = 0) -> Built:
     return _detector_loss_pair(size, seed,
                                small_detector_configs('faster_rcnn_r18_fpn_demo_jittor'), spread=True)
@@ -272,7 +270,7 @@ def build_faster_rcnn(size: str = 'small', seed: int = 0) -> Built:
 @alignment_pair('jittor_heads', "mmdet's FasterRCNN with JittorRPNHead + JittorStandardRoIHead vs "
                 "all mmdet (R-18 FPN demo): all losses",
                 tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2}, float64_referee=True,
-                float64_context=mmcv_nms_accepts_float64)
+                float64_context=mmcv_nms_accepts_float64, sort_cut=SMALL_RPN_NMS_PRE)
 def build_jittor_heads(size: str = 'small', seed: int = 0) -> Built:
     return _detector_loss_pair(size, seed,
                                small_detector_configs('faster_rcnn_r18_fpn_jittor_heads_demo'),
