@@ -24,6 +24,16 @@ set -uo pipefail
 # allocators, ...) fails to compile. patch_helper_cuda FILE reads them as device attributes instead
 # (idempotent). The main run applies it when nvcc is 13 or newer.
 cuda_major() { "$1" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\)\..*/\1/p'; }
+# The nvcc to give Jittor: it looks for CUDA's lib64/ and include/ beside nvcc's folder, so a link
+# or wrapper script elsewhere (this project's machine has /usr/local/bin/nvcc) sends it astray.
+cuda_nvcc() {
+    local c
+    for c in "$(command -v nvcc)" /usr/local/cuda/bin/nvcc; do
+        [[ -n "$c" ]] && c="$(readlink -f "$c")" && [[ -e "$(dirname "$c")/../lib64/libcudart.so" ]] \
+            && { echo "$c"; return; }
+    done
+    command -v nvcc || echo /usr/local/cuda/bin/nvcc
+}
 patch_helper_cuda() {
     "${PYTHON:-python3}" - "$1" <<'PATCH'
 import re, sys
@@ -72,6 +82,27 @@ if [[ "${1:-}" == "--nvcc-only" ]]; then
     compile "helper_cuda.h patched" "${FLAGS[@]}" "$TMP/helper.cu"
     compile "cub/cub.cuh with -std=c++14 (Jittor's)" -std=c++14 "$TMP/cub.cu"
     compile "cub/cub.cuh with -std=c++17" -std=c++17 "$TMP/cub.cu"
+    rm -rf "$TMP"
+    exit 0
+fi
+
+# --core-compile [CARRY_DIR]: compile Jittor's whole core with CUDA on, from a patched copy of the
+# carried Jittor, in an empty HOME (the shared ~/.cache/jittor is not touched). Without a GPU the
+# import then stops at Jittor's first CUDA call ("cudaErrorInsufficientDriver"): that is the
+# expected end; a compile error is a finding. Minutes (5.5 on a loaded 2-core machine).
+if [[ "${1:-}" == "--core-compile" ]]; then
+    ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    TMP="$(mktemp -d)"
+    cp -a "${2:-$ROOT/.devcarry}/jittor-1.3.11.0" "$TMP/jittor-src"
+    patch_helper_cuda "$TMP/jittor-src/jittor/extern/cuda/inc/helper_cuda.h"
+    mkdir -p "$TMP/home"
+    (cd "$TMP" && HOME="$TMP/home" nvcc_path="$(cuda_nvcc)" \
+        use_mkl=0 use_cutt=0 use_cutlass=0 use_nccl=0 use_mpi=0 conv_opt=1 \
+        PYTHONPATH="$TMP/jittor-src" "${PYTHON:-$ROOT/.venv/bin/python}" -c 'import jittor') \
+        > "$TMP/log" 2>&1
+    echo "import rc=$?"
+    sed 's/\x1b\[[0-9;]*m//g' "$TMP/log" | grep -o 'Compiling jittor_core([0-9]*/[0-9]*) used: [0-9.]*s' | tail -1
+    sed 's/\x1b\[[0-9;]*m//g' "$TMP/log" | grep -i -E 'error|what\(\)|cuda key' | head -20
     rm -rf "$TMP"
     exit 0
 fi
@@ -138,7 +169,11 @@ log "installing carried wheels into $SITE"
 JITTOR_SRC="${JTMM_JITTOR_SRC:-$CARRY/jittor-1.3.11.0}"  # JTMM_JITTOR_SRC: an installed Jittor instead
 export PYTHONPATH="$SITE:$JITTOR_SRC:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
-NVCC="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
+NVCC="$(cuda_nvcc)"
+if [[ -z "${nvcc_path:-}" && "$NVCC" != "$(command -v nvcc)" ]]; then
+    export nvcc_path="$NVCC"  # jt_mm_plugins.runtime would hand Jittor the nvcc on PATH
+    log "the nvcc on PATH ($(command -v nvcc)) has no lib64/ beside it: nvcc_path=$nvcc_path"
+fi
 if [[ "$(cuda_major "$NVCC")" -ge 13 ]]; then
     if [[ -z "${JTMM_JITTOR_SRC:-}" ]]; then  # the carried copy; an installed Jittor is left as is
         patch_helper_cuda "$JITTOR_SRC/jittor/extern/cuda/inc/helper_cuda.h" || exit 6
