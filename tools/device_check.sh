@@ -120,7 +120,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
         --platform any -d "$CARRY/whl" numpy==1.26.4 astunparse==1.6.3
     JT="$("$ROOT/.venv/bin/python" -c 'import jittor_utils, os; print(os.path.dirname(os.path.dirname(jittor_utils.__file__)))' 2>/dev/null | tail -1)"
     rm -rf "$CARRY/jittor-1.3.11.0" && mkdir -p "$CARRY/jittor-1.3.11.0"
-    cp -a "$JT/jittor" "$JT/jittor_utils" "$CARRY/jittor-1.3.11.0/"
+    cp -a "$JT/jittor" "$JT/jittor_utils" "$JT"/jittor-*.dist-info "$CARRY/jittor-1.3.11.0/"
     find "$CARRY/jittor-1.3.11.0" -name __pycache__ -prune -exec rm -rf {} +
     # Headers of any Python $DEVPY.x (the ABI is the minor version's): pyenv's, or a system one.
     INC="$(ls -d /root/.pyenv/versions/$DEVPY.*/include/python$DEVPY /usr/include/python$DEVPY 2>/dev/null | head -1 || true)"
