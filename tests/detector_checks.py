@@ -1,5 +1,5 @@
-"""Checks shared by the whole-detector alignment tests (test_faster_rcnn.py, test_mixed_heads.py, the
-GFL and single-stage detector tests): a candidate detector with Jittor parts against mmdet's
+"""Checks shared by the whole-detector alignment tests (test_faster_rcnn.py, test_mixed_heads.py,
+the GFL and single-stage detector tests): a candidate detector with Jittor parts against mmdet's
 detector holding identical weights."""
 import copy
 from typing import Dict, Iterable, Optional
@@ -43,6 +43,12 @@ def assert_selections_decided(reference, data, training: bool, expected_kinds: I
     assert not undecided, f'selections within float32 error of their boundary: {undecided}'
     recorded = {d.kind for d in report.trace64.decisions}
     assert set(expected_kinds) <= recorded, f'not recorded: {set(expected_kinds) - recorded}'
+    selections = [d for d in report.trace64.decisions if d.kind not in margins.GRADIENT_MASKS]
+    headroom = {d.label: d.margin / margins.float32_bound(report.errors32[d.index], d.scale)
+                for d in selections}
+    tightest = min(headroom, key=headroom.get)
+    print(f'{"train" if training else "predict"}: {len(selections)} selections, all decided in '
+          f'float32; tightest {tightest}: margin {headroom[tightest]:.1f} x the float32 bound')
     return report
 
 
