@@ -225,7 +225,8 @@ def max_iou_assigner_margin(assigner, overlaps: torch.Tensor) -> float:
     becomes positive (best >= ``pos_iou_thr``), the gap between its best and second-best gt (which
     gt it takes); with ``match_low_quality``, each gt's best IoU against ``min_pos_iou`` and, for a
     gt that takes its best boxes, the gap between its best and second-best box (which boxes it
-    takes: exact ties count as 0). ``ignore_iof_thr`` (decided in ``assign``) is not covered."""
+    takes: exact ties count as 0). ``ignore_iof_thr`` (decided in ``assign``) is not covered: a
+    test with ignore regions asserts their margins itself."""
     o = overlaps.detach().double().cpu().numpy()
     if not o.size:
         return float('inf')
