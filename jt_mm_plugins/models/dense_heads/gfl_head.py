@@ -211,7 +211,9 @@ class JittorGFLHead(JittorAnchorHead):
     def loss_by_feat_single(self, anchors: jt.Var, cls_score: jt.Var, bbox_pred: jt.Var,
                             labels: jt.Var, label_weights: jt.Var, bbox_targets: jt.Var,
                             stride: Tuple[int, int], avg_factor: float) -> tuple:
-        """Losses of one level.
+        """Losses of one level (mmdet's signature; :meth:`loss_by_feat` runs the same two steps,
+        :meth:`_level_box_losses` and :meth:`_level_cls_loss`, with one host read for all
+        levels).
 
         Args:
             anchors (jt.Var): (N, num_level_anchors, 4).
@@ -227,18 +229,34 @@ class JittorGFLHead(JittorAnchorHead):
             tuple: ``loss_cls``, ``loss_bbox``, ``loss_dfl`` (the last two not yet divided by the
             total weight) and the sum of this level's positive weights.
         """
+        terms = self._level_box_losses(anchors, cls_score, bbox_pred, labels.numpy(),
+                                       bbox_targets, stride)
+        if terms['iou'] is not None:
+            jt.sync([terms['iou']])
+        loss_cls = self._level_cls_loss(terms, labels, label_weights, avg_factor)
+        return loss_cls, terms['loss_bbox'], terms['loss_dfl'], terms['weight_sum']
+
+    def _level_box_losses(self, anchors: jt.Var, cls_score: jt.Var, bbox_pred: jt.Var,
+                          labels_np: np.ndarray, bbox_targets: jt.Var,
+                          stride: Tuple[int, int]) -> dict:
+        """The box side of one level's losses: the positives (read from the host labels), their
+        decoded boxes, GIoU and DFL losses, the weight sum and the IoU of each positive with its gt
+        (the quality target of the classification loss, still to be read on the host).
+
+        Returns:
+            dict: ``cls_score`` (flattened, (n, cls_out_channels)), ``pos_inds`` (host),
+            ``iou`` (Var (num_pos,), None without positives), ``loss_bbox``, ``loss_dfl``,
+            ``weight_sum``.
+        """
         if stride[0] != stride[1]:
             raise InputError(f'JittorGFLHead: h stride is not equal to w stride: {stride}')
         anchors = anchors.reshape(-1, 4)
         cls_score = cls_score.permute(0, 2, 3, 1).reshape(-1, self.cls_out_channels)
         bbox_pred = bbox_pred.permute(0, 2, 3, 1).reshape(-1, 4 * (self.reg_max + 1))
         bbox_targets = bbox_targets.reshape(-1, 4)
-        labels = labels.reshape(-1)
-        label_weights = label_weights.reshape(-1)
-
-        labels_np = labels.numpy()
+        labels_np = labels_np.reshape(-1)
         pos_inds = np.nonzero((labels_np >= 0) & (labels_np < self.num_classes))[0]
-        score = np.zeros(labels_np.shape, np.float32)
+        terms = dict(cls_score=cls_score, pos_inds=pos_inds, iou=None)
         if len(pos_inds) > 0:
             pos_bbox_targets = take_rows(bbox_targets, pos_inds)
             pos_bbox_pred = take_rows(bbox_pred, pos_inds)
@@ -247,31 +265,44 @@ class JittorGFLHead(JittorAnchorHead):
             pos_decode_bbox_pred = self.bbox_coder.decode(pos_anchor_centers,
                                                           self.integral(pos_bbox_pred))
             pos_decode_bbox_targets = pos_bbox_targets / stride[0]
-            score[pos_inds] = bbox_overlaps(
-                pos_decode_bbox_pred.detach(), pos_decode_bbox_targets, is_aligned=True).numpy()
+            terms['iou'] = bbox_overlaps(
+                pos_decode_bbox_pred.detach(), pos_decode_bbox_targets, is_aligned=True)
             pred_corners = pos_bbox_pred.reshape(-1, self.reg_max + 1)
             target_corners = self.bbox_coder.encode(pos_anchor_centers, pos_decode_bbox_targets,
                                                     self.reg_max).reshape(-1)
-            loss_bbox = self.loss_bbox(
+            terms['loss_bbox'] = self.loss_bbox(
                 pos_decode_bbox_pred, pos_decode_bbox_targets, weight=weight_targets,
                 avg_factor=1.0)
-            loss_dfl = self.loss_dfl(
+            terms['loss_dfl'] = self.loss_dfl(
                 pred_corners, target_corners,
                 weight=weight_targets.reshape(-1, 1).broadcast((len(pos_inds), 4)).reshape(-1),
                 avg_factor=4.0)
-            weight_sum = weight_targets.sum()
+            terms['weight_sum'] = weight_targets.sum()
         else:
-            loss_bbox = bbox_pred.sum() * 0
-            loss_dfl = bbox_pred.sum() * 0
-            weight_sum = jt.zeros((1, ), dtype='float32')
-        loss_cls = self.loss_cls(
-            cls_score, (labels, jt.array(score)), weight=label_weights, avg_factor=avg_factor)
-        return loss_cls, loss_bbox, loss_dfl, weight_sum
+            terms['loss_bbox'] = bbox_pred.sum() * 0
+            terms['loss_dfl'] = bbox_pred.sum() * 0
+            terms['weight_sum'] = jt.zeros((1, ), dtype='float32')
+        return terms
+
+    def _level_cls_loss(self, terms: dict, labels: jt.Var, label_weights: jt.Var,
+                        avg_factor: float) -> jt.Var:
+        """One level's QFL, its quality target the positives' IoUs of :meth:`_level_box_losses`
+        (``terms['iou']`` must have been executed: reading it is then no graph run)."""
+        score = np.zeros((int(terms['cls_score'].shape[0]), ), np.float32)
+        if terms['iou'] is not None:
+            score[terms['pos_inds']] = terms['iou'].numpy()
+        return self.loss_cls(
+            terms['cls_score'], (labels.reshape(-1), jt.array(score)),
+            weight=label_weights.reshape(-1), avg_factor=avg_factor)
 
     def loss_by_feat(self, cls_scores: List[jt.Var], bbox_preds: List[jt.Var],
                      batch_gt_instances: List[Dict[str, jt.Var]], batch_img_metas: List[dict],
                      batch_gt_instances_ignore: Optional[List[Dict[str, jt.Var]]] = None) -> dict:
         """Losses from the head's outputs.
+
+        The host reads Jittor twice, once for every level's labels and once for every level's
+        quality targets and weight sums (each read runs the pending graph; a read per level and
+        value would run it piece by piece).
 
         Args:
             cls_scores (list[jt.Var]): Per level (N, num_classes, H, W).
@@ -293,15 +324,25 @@ class JittorGFLHead(JittorAnchorHead):
             jt.stack([anchor_list[0][level]] * len(batch_img_metas), dim=0)
             for level in range(len(num_level_anchors))
         ]
-        losses_cls, losses_bbox, losses_dfl, weight_sums = multi_apply(
-            self.loss_by_feat_single, level_anchors, cls_scores, bbox_preds, labels_list,
-            label_weights_list, bbox_targets_list, self.prior_generator.strides,
-            avg_factor=float(avg_factor))
-        weight_total = max(float(sum(float(w.item()) for w in weight_sums)), 1.0)
+        jt.sync(list(labels_list))
+        level_terms = [
+            self._level_box_losses(anchors, cls_score, bbox_pred, labels.numpy(), bbox_targets,
+                                   stride)
+            for anchors, cls_score, bbox_pred, labels, bbox_targets, stride in zip(
+                level_anchors, cls_scores, bbox_preds, labels_list, bbox_targets_list,
+                self.prior_generator.strides)
+        ]
+        jt.sync([t['iou'] for t in level_terms if t['iou'] is not None] +
+                [t['weight_sum'] for t in level_terms])
+        losses_cls = [
+            self._level_cls_loss(terms, labels, label_weights, float(avg_factor))
+            for terms, labels, label_weights in zip(level_terms, labels_list, label_weights_list)
+        ]
+        weight_total = max(float(sum(float(t['weight_sum'].item()) for t in level_terms)), 1.0)
         return dict(
             loss_cls=losses_cls,
-            loss_bbox=[loss / weight_total for loss in losses_bbox],
-            loss_dfl=[loss / weight_total for loss in losses_dfl])
+            loss_bbox=[t['loss_bbox'] / weight_total for t in level_terms],
+            loss_dfl=[t['loss_dfl'] / weight_total for t in level_terms])
 
     # ----------------------------------------------------------------------------------------
     # predictions

@@ -95,7 +95,9 @@ class ATSSAssigner:
             return AssignResult(num_gt, jt.array(np.zeros((num_priors, ), np.int32)),
                                 jt.array(np.zeros((num_priors, ), np.float32)), labels)
 
-        overlaps = self.iou_calculator(priors, gt_bboxes).numpy()  # (n, k)
+        overlaps = self.iou_calculator(priors, gt_bboxes)  # (n, k)
+        jt.sync([overlaps, priors, gt_bboxes] + ([] if gt_labels is None else [gt_labels]))
+        overlaps = overlaps.numpy()  # (the reads below run no graph: one run above)
         priors_np = priors.numpy().astype(np.float32)
         gts_np = gt_bboxes.numpy().astype(np.float32).reshape(-1, 4)
         assigned = np.zeros((num_priors, ), np.int64)
