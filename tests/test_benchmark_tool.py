@@ -48,9 +48,10 @@ def test_bare_jittor_step_still_computes_every_gradient_after_the_bridge_replace
 
 
 def test_component_run_writes_json_and_markdown(tmp_path, capsys):
-    out_json, out_md = tmp_path / 'bench.json', tmp_path / 'bench.md'
+    out_json, out_md, out_png = tmp_path / 'bench.json', tmp_path / 'bench.md', tmp_path / 'b.png'
     assert bench.main(['fpn', '--size', 'small', '--warmup', '1', '--iters', '2',
-                       '--json', str(out_json), '--markdown', str(out_md)]) == 0
+                       '--json', str(out_json), '--markdown', str(out_md),
+                       '--plot', str(out_png)]) == 0
     (result, ) = json.loads(out_json.read_text())
     assert result['component'] == 'fpn'
     for variant in ('pytorch', 'jittor', 'bridged'):
@@ -62,6 +63,15 @@ def test_component_run_writes_json_and_markdown(tmp_path, capsys):
     assert 'glibc malloc keeps freed memory: yes' in table
     assert table.count('\n| fpn |') == 1
     assert 'fpn' in capsys.readouterr().out
+    assert out_png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_plot_draws_each_ratio_against_pytorch(tmp_path):
+    component = {'component': 'fpn', 'jittor_vs_pytorch': 0.9, 'bridged_vs_pytorch': 0.95}
+    detector = {'component': 'detector: gfl_r18_demo', 'bridged_vs_pytorch': 1.03}
+    drawn = bench.plot_ratios([component, detector], 'Machine: x86_64; more', str(tmp_path / 'r.png'))
+    assert drawn == {'fpn: Jittor': 0.9, 'fpn: bridged': 0.95, 'detector: gfl_r18_demo: bridged': 1.03}
+    assert (tmp_path / 'r.png').stat().st_size > 5000
 
 
 def test_jittor_kernel_profile_lists_the_step_kernels(tmp_path, capsys):

@@ -17,6 +17,7 @@ average when the run started: numbers taken on a busy machine say so.
 
     python tools/benchmark.py                       # all components, real sizes
     python tools/benchmark.py clip_resnet --iters 20 --markdown bench.md
+    python tools/benchmark.py --plot bench.png      # + the ratios against PyTorch as a picture
     python tools/benchmark.py --detector faster_rcnn_r18_demo   # + a whole-detector training step
 """
 import argparse
@@ -288,6 +289,37 @@ def to_markdown(results: List[Dict], header: str) -> str:
     return '\n'.join(lines)
 
 
+def plot_ratios(results: List[Dict], header: str, out_file: str) -> Dict[str, float]:
+    """Draw the speed ratios against PyTorch per component (Jittor alone and bridged; detectors:
+    bridged) as bars around the 1.0 line into ``out_file``. Returns the drawn ratios by label."""
+    import matplotlib
+    matplotlib.use('Agg')  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    drawn = {}
+    for r in results:
+        if 'jittor_vs_pytorch' in r:
+            drawn[f"{r['component']}: Jittor"] = r['jittor_vs_pytorch']
+        drawn[f"{r['component']}: bridged"] = r['bridged_vs_pytorch']
+    labels = list(drawn)
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(labels) + 1.6))
+    y = range(len(labels))
+    ax.barh(y, [drawn[k] for k in labels], height=0.6,
+            color=['tab:green' if drawn[k] <= 1.0 else 'tab:orange' for k in labels])
+    ax.axvline(1.0, color='black', linewidth=1)
+    for i, k in zip(y, labels):
+        ax.text(drawn[k], i, f' {drawn[k]:.2f}x', va='center', fontsize=8)
+    ax.set_yticks(list(y))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel('time / PyTorch time (median step; < 1 is faster than PyTorch)')
+    ax.set_title(header.split(';')[0] + ', ' + time.strftime('%Y-%m-%d'), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_file, dpi=110)
+    plt.close(fig)
+    return drawn
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Jittor vs PyTorch component benchmark')
     parser.add_argument('components', nargs='*',
@@ -306,6 +338,8 @@ def parse_args(argv=None):
                              "Jittor's profiler and print its N most expensive kernels")
     parser.add_argument('--json', help='write the raw results here')
     parser.add_argument('--markdown', help='write the README table here')
+    parser.add_argument('--plot', metavar='FILE.png',
+                        help='also draw the ratios against PyTorch per component here')
     return parser.parse_args(argv)
 
 
@@ -342,6 +376,9 @@ def main(argv=None) -> int:
     if args.markdown:
         with open(args.markdown, 'w') as f:
             f.write(table + '\n')
+    if args.plot:
+        plot_ratios(results, header, args.plot)
+        print(f'benchmark: plot written to {args.plot}')
     return 0
 
 
