@@ -116,10 +116,10 @@ def test_float64_candidate_covers_every_gradient(capsys):
 
 def test_whole_detector_in_train_mode_is_aligned(capsys):
     # The faster_rcnn pair is the small case whose selections tests/test_faster_rcnn.py asserts
-    # (pairs.small_faster_rcnn_twins, seed 0): the same proposals and RoIs on any machine. Its
-    # stem's gradients are 'n/c' rows on any machine: the backbone's max pool has exact ties in the
-    # constant padding of the smaller image (float64 margin 0, see margins.py); the losses are
-    # always compared.
+    # (pairs.small_faster_rcnn_twins; the pair's seed 0 is that case's seed): the same proposals and
+    # RoIs on any machine. Its stem's gradients are 'n/c' rows on any machine: the backbone's max
+    # pool has exact ties in the constant padding of the smaller image (float64 margin 0, see
+    # margins.py); the losses are always compared.
     assert get_pair('faster_rcnn').float64_referee
     assert _align_tool().main(['faster_rcnn', '--mode', 'train']) == 0
     out = capsys.readouterr().out

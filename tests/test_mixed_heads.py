@@ -1,7 +1,7 @@
 """Mixed mode with Jittor heads: mmdet's FasterRCNN (mmdet ResNet-18 + FPN) calling a bridged
 JittorRPNHead and JittorStandardRoIHead through mmdet's head interface, against the all-mmdet twin
 with identical weights: the small case of tests/test_faster_rcnn.py
-(``jt_mm_plugins.alignment.pairs.small_faster_rcnn_twins``, seed 0; the ``jittor_heads`` pair),
+(``jt_mm_plugins.alignment.pairs.small_faster_rcnn_twins``; the ``jittor_heads`` pair at seed 0),
 robust by construction as there: every selection's float64 margin (nms_pre cut, min_bbox_size, NMS
 and its survivors' order, assigners, top-1 class, score_thr) is asserted before anything it
 selects is compared, and gradients are compared where float32 decides them.

@@ -191,6 +191,10 @@ def demo_detector_configs(candidate: str = 'faster_rcnn_r18_fpn_demo_jittor'):
 # margin that float32 decides (tests/test_faster_rcnn.py asserts them on a float64 run).
 SMALL_RPN_NMS_PRE = 12  # per FPN level, train and test: the only sort in the flow (its cut)
 SMALL_RPN_PROPOSALS = 16  # per image, after NMS
+# of the seeds tried whose selections float32 decides (0, 2, 3, 7), the one with the most headroom
+# in both modes (the tightest margin 3.0x / 2.2x the float32 bound in training / testing; seed 0:
+# 1.6x / 1.3x); the faster_rcnn / jittor_heads pairs' seed 0 is this seed
+SMALL_DETECTOR_SEED = 7
 # 64x64 and 48x64 images; gt corners off the anchor grid's symmetries (the demo batch's gts have
 # anchors with exactly equal IoU, ties that float32 may break either way)
 SMALL_DETECTOR_BATCH = (64, ((5.3, 7.6, 33.1, 40.7), (26.2, 19.4, 58.7, 45.9)))
@@ -240,7 +244,8 @@ def _build_detectors(seed: int, configs: Tuple, spread: bool = False):
     return reference, candidate, data
 
 
-def small_faster_rcnn_twins(candidate: str = 'faster_rcnn_r18_fpn_demo_jittor', seed: int = 0):
+def small_faster_rcnn_twins(candidate: str = 'faster_rcnn_r18_fpn_demo_jittor',
+                            seed: int = SMALL_DETECTOR_SEED):
     """(mmdet's Faster R-CNN, the ``configs/demo/{candidate}.py`` twin with its weights, the
     preprocessed batch) of the small case: :func:`small_detector_configs`,
     :func:`spread_head_weights`, ``SMALL_DETECTOR_BATCH``."""
@@ -263,7 +268,7 @@ def _detector_loss_pair(size: str, seed: int, configs: Tuple, spread: bool = Fal
                 tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2}, float64_referee=True,
                 float64_context=mmcv_nms_accepts_float64, sort_cut=SMALL_RPN_NMS_PRE)
 def build_faster_rcnn(size: str = 'small', seed: int = 0) -> Built:
-    return _detector_loss_pair(size, seed,
+    return _detector_loss_pair(size, SMALL_DETECTOR_SEED + seed,
                                small_detector_configs('faster_rcnn_r18_fpn_demo_jittor'), spread=True)
 
 
@@ -272,7 +277,7 @@ def build_faster_rcnn(size: str = 'small', seed: int = 0) -> Built:
                 tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2}, float64_referee=True,
                 float64_context=mmcv_nms_accepts_float64, sort_cut=SMALL_RPN_NMS_PRE)
 def build_jittor_heads(size: str = 'small', seed: int = 0) -> Built:
-    return _detector_loss_pair(size, seed,
+    return _detector_loss_pair(size, SMALL_DETECTOR_SEED + seed,
                                small_detector_configs('faster_rcnn_r18_fpn_jittor_heads_demo'),
                                spread=True)
 
