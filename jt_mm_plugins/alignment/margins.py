@@ -42,8 +42,9 @@ fan-in (~3e-6 of the largest value in a ResNet-18 here, 1e-7 at a sigmoid score)
 PyTorch's float32 run shows there is 5x what Jittor's (1.5-2x PyTorch's) needs, and a margin that
 large is not crossed by another CPU's or thread count's rounding of the same sums.
 
-Hooks: ``torch.nn.functional.relu`` and ``torch.nn.functional.max_pool2d`` are patched while a
-recording runs. ``nn.ReLU`` and ``nn.MaxPool2d`` call them, and so do mmdet's functional uses
+Hooks: ``torch.nn.functional.relu``, ``leaky_relu`` (the same kink: its gradient switches
+between 1 and the slope) and ``max_pool2d`` are patched while a recording runs. ``nn.ReLU``,
+``nn.LeakyReLU`` and ``nn.MaxPool2d`` call them, and so do mmdet's functional uses
 (``F.relu`` in RPNHead and FPN's extra convolutions). ``torch.relu``/``Tensor.relu_`` are not
 hooked: none of the references here calls them. Exact zeros of an input that is already
 non-negative (a ReLU's output) are left out of a ReLU's margin: they are exact in any precision.
@@ -62,7 +63,8 @@ import torch.nn.functional as F
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 FLOAT32_MARGIN_FACTOR = 10.0
 FLOAT64_MARGIN = 1e-9
-GRADIENT_MASKS = ('relu', 'max_pool2d')  # decisions that mask gradients (the others select items)
+GRADIENT_MASKS = ('relu', 'leaky_relu', 'max_pool2d')  # decisions that switch gradients (the
+# others select items)
 
 
 @dataclass
@@ -138,7 +140,7 @@ def record_decisions(module: torch.nn.Module) -> Iterator[DecisionTrace]:
     names = {m: n for n, m in module.named_modules()}
     # parameter names as ``module.named_parameters()`` gives them (a wrapper may rename them)
     param_names = {id(p): n for n, p in module.named_parameters()}
-    originals = (F.relu, F.max_pool2d)
+    originals = (F.relu, F.max_pool2d, F.leaky_relu)
 
     def record(kind, x, margin):
         x = x.detach()
@@ -150,6 +152,12 @@ def record_decisions(module: torch.nn.Module) -> Iterator[DecisionTrace]:
         if torch.is_tensor(input) and input.is_floating_point():
             record('relu', input, _relu_margin(input.detach()))
         return originals[0](input, inplace=inplace)
+
+    def leaky_relu(input, negative_slope=0.01, inplace=False):
+        # the same kink as a ReLU: the gradient is 1 or negative_slope by the sign of the input
+        if torch.is_tensor(input) and input.is_floating_point():
+            record('leaky_relu', input, _relu_margin(input.detach()))
+        return originals[2](input, negative_slope, inplace)
 
     def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                    return_indices=False):
@@ -173,11 +181,11 @@ def record_decisions(module: torch.nn.Module) -> Iterator[DecisionTrace]:
     for m in module.modules():
         handles.append(m.register_forward_pre_hook(pre_hook))
         handles.append(m.register_forward_hook(post_hook, always_call=True))
-    F.relu, F.max_pool2d = relu, max_pool2d
+    F.relu, F.max_pool2d, F.leaky_relu = relu, max_pool2d, leaky_relu
     try:
         yield trace
     finally:
-        F.relu, F.max_pool2d = originals
+        F.relu, F.max_pool2d, F.leaky_relu = originals
         for h in handles:
             h.remove()
 

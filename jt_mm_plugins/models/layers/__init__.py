@@ -2,6 +2,10 @@
 from .activation import build_activation_layer  # noqa: F401
 from .conv2d import Conv2d  # noqa: F401
 from .conv_module import ConvModule  # noqa: F401
+from .depthwise_conv_module import DepthwiseConvModule  # noqa: F401
+from .ghost_blocks import GhostBlocks  # noqa: F401
+from .ghost_bottleneck import GhostBottleneck  # noqa: F401
+from .ghost_module import GhostModule  # noqa: F401
 from .norm import GroupNorm, build_norm_layer  # noqa: F401
 from .scale import Scale  # noqa: F401
 

@@ -1,2 +1,3 @@
 """Jittor components; each module registers itself when imported."""
 from .fpn import JittorFPN  # noqa: F401
+from .ghost_pan import GhostPAN  # noqa: F401
