@@ -23,7 +23,7 @@ can use the kernels; callers keep a Jittor-op formulation for CUDA and other dty
 """
 from typing import Optional, Tuple
 
-from jt_mm_plugins.ops.cpu_kernels import PARALLEL_MIN_NUMEL
+from jt_mm_plugins.ops.cpu_kernels import PARALLEL_MIN_NUMEL, per_channel_affine
 from jt_mm_plugins.runtime import jt
 
 _FORWARD_CPU_SRC = f'''
@@ -167,14 +167,5 @@ def batch_norm_train(x: jt.Var,
     if not batch_norm_train_supported(x):
         raise ValueError('batch_norm_train runs float32 on CPU only, got '
                          f'dtype={x.dtype}, use_cuda={jt.flags.use_cuda}')
-    channels = x.shape[1]
-    for name, param in (('weight', weight), ('bias', bias)):
-        if param is not None and (tuple(param.shape) != (channels, ) or param.dtype != 'float32'):
-            raise ValueError(f'batch_norm_train: {name} must be float32 of shape ({channels},) for '
-                             f'an input of shape {tuple(x.shape)}, got {param.dtype} '
-                             f'{tuple(param.shape)}')
-    if weight is None:
-        weight = jt.ones((channels, ), dtype='float32').stop_grad()
-    if bias is None:
-        bias = jt.zeros((channels, ), dtype='float32').stop_grad()
+    weight, bias = per_channel_affine('batch_norm_train', x, weight, bias)
     return _BatchNormTrain(eps)(x, weight, bias)
