@@ -157,15 +157,102 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def use_gloo_without_cuda(cfg: Config, launcher: str) -> None:
-    """With a distributed ``launcher`` on a machine without CUDA, replace an NCCL process group
-    (which needs GPUs) with gloo, which runs the same collectives on CPU."""
+def _torch_dist_env(launcher: str, dist_cfg: dict) -> None:
+    """Put the rank, world size, local rank and rendezvous address of a ``launcher`` into the
+    environment variables ``init_process_group(init_method='env://')`` reads (``RANK``,
+    ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), as mmengine's ``init_dist``
+    does for GPUs."""
+    import subprocess
+
+    sources = {
+        'pytorch': ('RANK', 'WORLD_SIZE', 'LOCAL_RANK'),
+        'slurm': ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_LOCALID'),
+        'mpi': ('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE', 'OMPI_COMM_WORLD_LOCAL_RANK'),
+    }[launcher]
+    missing = [name for name in sources if name not in os.environ]
+    if missing:
+        how = {'pytorch': 'torchrun (tools/dist_train.sh, tools/dist_test.sh)',
+               'slurm': 'srun', 'mpi': 'mpirun (Open MPI)'}[launcher]
+        raise SystemExit(f'error: --launcher {launcher} needs the environment variables '
+                         f'{", ".join(missing)}, which {how} sets: start the tool with it')
+    for name, value in zip(('RANK', 'WORLD_SIZE', 'LOCAL_RANK'), sources):
+        os.environ[name] = os.environ[value]
+    if launcher == 'slurm':
+        if dist_cfg.get('port') is not None:
+            os.environ['MASTER_PORT'] = str(dist_cfg['port'])
+        if 'MASTER_ADDR' not in os.environ:
+            hosts = subprocess.run(['scontrol', 'show', 'hostnames', os.environ['SLURM_NODELIST']],
+                                   capture_output=True, text=True, check=True).stdout.split()
+            os.environ['MASTER_ADDR'] = hosts[0]
+    if 'MASTER_ADDR' not in os.environ:
+        raise SystemExit(f'error: --launcher {launcher} needs MASTER_ADDR (the address of rank 0)')
+    os.environ.setdefault('MASTER_PORT', '29500')  # torch.distributed's default port
+
+
+def configure_distributed(cfg: Config, launcher: str) -> None:
+    """Fit a distributed run's config (``launcher`` other than ``none``) to the device there is.
+
+    With CUDA nothing changes: mmengine binds each process to the GPU ``LOCAL_RANK``, initialises
+    the process group with the config's ``env_cfg.dist_cfg`` (mmdet's configs say ``nccl``) and
+    wraps the model in ``MMDistributedDataParallel`` on that GPU.
+
+    Without CUDA that path fails (mmengine calls ``torch.cuda.set_device`` and gives DDP
+    ``device_ids=[LOCAL_RANK]``), so an ``nccl`` backend becomes ``gloo`` (another backend the config
+    names is kept) and the model wrapper (the config's ``model_wrapper_cfg``, or mmengine's default:
+    ``MMDistributedDataParallel`` with ``broadcast_buffers=False``) gets ``device_ids=None``: DDP on
+    CPU parameters. :func:`init_cpu_process_group` then starts the process group before the Runner.
+    Jittor parts need nothing more: their parameters are torch parameters, whose gradients DDP
+    all-reduces.
+    """
     if launcher == 'none':
         return
     import torch
-    if not torch.cuda.is_available() and cfg.get('env_cfg', {}).get('dist_cfg', {}).get(
-            'backend') == 'nccl':
+
+    if 'env_cfg' not in cfg:
+        cfg.env_cfg = dict()
+    if 'dist_cfg' not in cfg.env_cfg:
+        cfg.env_cfg.dist_cfg = dict(backend='nccl')
+    if torch.cuda.is_available():
+        return
+    if cfg.env_cfg.dist_cfg.get('backend', 'nccl') == 'nccl':
         cfg.env_cfg.dist_cfg.backend = 'gloo'
+
+    import mmengine.model  # noqa: F401 (registers MMDistributedDataParallel)
+    from mmengine.registry import MODEL_WRAPPERS
+    wrapper = cfg.get('model_wrapper_cfg', None)
+    if wrapper is None:
+        wrapper = dict(type='MMDistributedDataParallel', broadcast_buffers=False,
+                       find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper_type = wrapper.get('type', 'MMDistributedDataParallel')
+    wrapper_class = MODEL_WRAPPERS.get(wrapper_type) if isinstance(wrapper_type, str) else wrapper_type
+    if isinstance(wrapper_class, type) and issubclass(wrapper_class,
+                                                      torch.nn.parallel.DistributedDataParallel):
+        wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+def init_cpu_process_group(cfg: Config, launcher: str) -> bool:
+    """Without CUDA, initialise the process group of a distributed ``launcher`` before the Runner
+    (mmengine's ``init_dist`` would call ``torch.cuda.set_device``; the Runner uses a group that
+    exists as it is), with the backend and options of the config's ``env_cfg.dist_cfg`` (see
+    :func:`configure_distributed`). Returns whether it initialised one."""
+    if launcher == 'none':
+        return False
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    if torch.cuda.is_available() or dist.is_initialized():
+        return False
+    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
+    _torch_dist_env(launcher, dist_cfg)
+    backend = dist_cfg.pop('backend', 'gloo')
+    dist_cfg.pop('port', None)
+    if dist_cfg.get('timeout') is not None:  # seconds in the config, as for mmengine's init_dist
+        dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
+    dist.init_process_group(backend=backend, init_method='env://', **dist_cfg)
+    return True
 
 
 def build_runner(cfg: Config, runners: 'Registry') -> 'Runner':

@@ -67,7 +67,7 @@ def build_config(args: argparse.Namespace) -> Config:
                              "default_hooks = dict(visualization=dict(type='DetVisualizationHook'))")
         cfg = trigger_visualization_hook(cfg, args)
 
-    common.use_gloo_without_cuda(cfg, args.launcher)
+    common.configure_distributed(cfg, args.launcher)
     return cfg
 
 
@@ -82,6 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
     setup_cache_size_limit_of_dynamo()
     cfg = build_config(args)
+    common.init_cpu_process_group(cfg, args.launcher)
     runner = common.build_runner(cfg, RUNNERS)
 
     if args.out is not None:

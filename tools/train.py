@@ -106,7 +106,7 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg.resume = True
         cfg.load_from = args.resume
 
-    common.use_gloo_without_cuda(cfg, args.launcher)
+    common.configure_distributed(cfg, args.launcher)
     return cfg
 
 
@@ -120,6 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     # Fewer repeated compilations when a config uses torch.compile.
     setup_cache_size_limit_of_dynamo()
     cfg = build_config(args)
+    common.init_cpu_process_group(cfg, args.launcher)
     runner = common.build_runner(cfg, RUNNERS)
     runner.train()
 

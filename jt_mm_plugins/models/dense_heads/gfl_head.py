@@ -12,6 +12,7 @@ from jt_mm_plugins.models.layers.scale import Scale
 from jt_mm_plugins.models.task_modules import build_jittor_loss
 from jt_mm_plugins.ops import bbox_overlaps
 from jt_mm_plugins.runtime import jt
+from jt_mm_plugins.utils.dist import reduce_mean
 from jt_mm_plugins.utils.errors import InputError
 from ..utils import (concat_rows, filter_scores_and_topk, multi_apply, normal_init_convs,
                      take_rows)
@@ -61,7 +62,8 @@ class JittorGFLHead(JittorAnchorHead):
     ``gfl_cls.bias``, ``scales.0.scale``, ``integral.project``); ``scales.*.scale`` has shape (1,)
     where mmdet's is 0-d.
 
-    Single process: mmdet's ``reduce_mean`` over GPUs is the identity here.
+    As mmdet's, the loss divisors (positives, box-loss weights) are averaged over the processes of
+    a distributed run (:func:`jt_mm_plugins.utils.dist.reduce_mean`).
 
     Args:
         num_classes (int): Number of categories excluding the background category.
@@ -334,11 +336,13 @@ class JittorGFLHead(JittorAnchorHead):
         ]
         jt.sync([t['iou'] for t in level_terms if t['iou'] is not None] +
                 [t['weight_sum'] for t in level_terms])
+        avg_factor = reduce_mean(float(avg_factor))
         losses_cls = [
-            self._level_cls_loss(terms, labels, label_weights, float(avg_factor))
+            self._level_cls_loss(terms, labels, label_weights, avg_factor)
             for terms, labels, label_weights in zip(level_terms, labels_list, label_weights_list)
         ]
-        weight_total = max(float(sum(float(t['weight_sum'].item()) for t in level_terms)), 1.0)
+        weight_total = max(reduce_mean(sum(float(t['weight_sum'].item()) for t in level_terms)),
+                           1.0)
         return dict(
             loss_cls=losses_cls,
             loss_bbox=[t['loss_bbox'] / weight_total for t in level_terms],
