@@ -45,7 +45,7 @@ class GhostPAN(jt.nn.Module):
         expand (float): Expand ratio of the Ghost bottlenecks. Defaults to 1.
         num_blocks (int): Ghost bottlenecks per GhostBlocks (>= 1). Defaults to 1.
         use_res (bool): GhostBlocks add a 1x1 conv of their input. Defaults to False.
-        num_extra_level (int): Extra coarser output levels (>= 0). Defaults to 0.
+        num_extra_level (int): Extra coarser output levels: 0 or 1 (see the check). Defaults to 0.
         upsample_cfg (dict): ``torch.nn.Upsample``'s arguments (``scale_factor`` or ``size``,
             ``mode`` in ('nearest', 'nearest-exact', 'bilinear'), ``align_corners``); computed as
             ``F.interpolate`` does. Defaults to ``dict(scale_factor=2, mode='bilinear')``.
@@ -111,9 +111,11 @@ class GhostPAN(jt.nn.Module):
                              f'{kernel_size!r}')
         if not isinstance(num_blocks, int) or num_blocks < 1:
             raise InputError(f'GhostPAN: num_blocks must be an int >= 1, got {num_blocks!r}')
-        if not isinstance(num_extra_level, int) or num_extra_level < 0:
-            raise InputError(f'GhostPAN: num_extra_level must be an int >= 0, got '
-                             f'{num_extra_level!r}')
+        if not isinstance(num_extra_level, int) or not 0 <= num_extra_level <= 1:
+            raise InputError(f'GhostPAN: num_extra_level must be 0 or 1, got {num_extra_level!r}: '
+                             'every extra level adds a stride-2 conv of the reduced coarsest '
+                             'input, whose size matches the first extra level only (NanoDet\'s '
+                             'forward fails from the second on)')
         if not isinstance(upsample_cfg, dict) or not set(upsample_cfg) <= set(_UPSAMPLE_KEYS):
             raise InputError(f'GhostPAN: upsample_cfg must be a dict with keys among '
                              f'{_UPSAMPLE_KEYS}, got {upsample_cfg!r}')

@@ -1,0 +1,307 @@
+"""GhostPAN (Jittor, bridged into mmdet's MODELS) against a plain-torch GhostPAN written here from
+the spec (../shared/specs/seed-systems.md section 4.2; NanoDet's parameter names).
+
+The torch reference gets random weights and random BatchNorm affines and running statistics; its
+state dict loads strictly into the bridged GhostPAN (so the names are NanoDet's on both sides),
+and both run on the same inputs. Tolerances (float32): every output 1e-4 max abs; the gradient of
+every input and every parameter 1e-3 relative (max|a - b| / max|b|), in eval and train mode; the
+running statistics after a training forward 1e-5. Robust by construction (``compare_modules``,
+jt_mm_plugins/alignment/margins.py): a float32 gradient is compared only where float32 decides
+every (Leaky)ReLU after its module's first call, and a float64 Jittor GhostPAN is compared with the
+float64 reference on every output and gradient (1e-6 / 1e-5) after asserting that no float64
+decision lies within 1e-9 of its scale from its boundary.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from jt_mm_plugins.runtime import jt  # noqa: I001  (configures Jittor before anything imports it)
+import jt_mm_plugins  # noqa: F401  (registers GhostPAN in mmdet's MODELS)
+from jt_mm_plugins.alignment.compare import compare_modules, format_rows, randomize_norm_statistics
+from jt_mm_plugins.models.layers import DepthwiseConvModule, GhostModule
+from jt_mm_plugins.models.necks.ghost_pan import GhostPAN
+from mmdet.registry import MODELS
+
+STATS_ATOL = 1e-5
+BATCH = 2
+# Train mode: the Ghost bottleneck's shortcut is dw conv -> BN (shortcut.1) -> 1x1 conv -> BN with
+# nothing in between, so shortcut.1's bias adds a per-channel constant that the batch-statistics
+# BN removes: its gradient is exactly 0 (4e-14 in float64), computed as rounding noise (1e-5,
+# relative differences ~1 between any two runs). Not trained in the train-mode comparison
+# (requires_grad=False on every model), so not compared.
+ZERO_GRAD_BIASES = ('shortcut.1.bias', )
+
+
+# --------------------------------------------------------------------------------------------------
+# The reference, from the spec
+# --------------------------------------------------------------------------------------------------
+def torch_act(activation):
+    """NanoDet's activation names: LeakyReLU has slope 0.1."""
+    if activation is None:
+        return nn.Identity()
+    return {'LeakyReLU': lambda: nn.LeakyReLU(0.1), 'ReLU': nn.ReLU}[activation]()
+
+
+class RefConvModule(nn.Module):
+    """conv (bias without a norm) -> BN -> act."""
+
+    def __init__(self, cin, cout, k, stride=1, with_norm=True, activation='LeakyReLU'):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, stride, k // 2, bias=not with_norm)
+        self.bn = nn.BatchNorm2d(cout) if with_norm else None
+        self.act = torch_act(activation)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return self.act(x if self.bn is None else self.bn(x))
+
+
+class RefDepthwiseConvModule(nn.Module):
+    """dw k x k conv -> BN -> act -> 1x1 conv -> BN -> act."""
+
+    def __init__(self, c, k, stride, activation):
+        super().__init__()
+        self.depthwise = nn.Conv2d(c, c, k, stride, k // 2, groups=c, bias=False)
+        self.dwnorm = nn.BatchNorm2d(c)
+        self.pointwise = nn.Conv2d(c, c, 1, bias=False)
+        self.pwnorm = nn.BatchNorm2d(c)
+        self.act = torch_act(activation)
+
+    def forward(self, x):
+        x = self.act(self.dwnorm(self.depthwise(x)))
+        return self.act(self.pwnorm(self.pointwise(x)))
+
+
+class RefGhostModule(nn.Module):
+    """1x1 conv to ceil(oup / 2) (BN, act), a cheap 3x3 depthwise conv of that (BN, act),
+    concatenated (first oup channels)."""
+
+    def __init__(self, inp, oup, activation):
+        super().__init__()
+        primary = math.ceil(oup / 2)
+        self.oup = oup
+        self.primary_conv = nn.Sequential(nn.Conv2d(inp, primary, 1, bias=False),
+                                          nn.BatchNorm2d(primary), torch_act(activation))
+        self.cheap_operation = nn.Sequential(
+            nn.Conv2d(primary, primary, 3, 1, 1, groups=primary, bias=False),
+            nn.BatchNorm2d(primary), torch_act(activation))
+
+    def forward(self, x):
+        x1 = self.primary_conv(x)
+        return torch.cat([x1, self.cheap_operation(x1)], 1)[:, :self.oup]
+
+
+class RefGhostBottleneck(nn.Module):
+    """ghost1 (act) -> ghost2 (no act) + shortcut (dw k x k + BN + 1x1 + BN when in != out)."""
+
+    def __init__(self, cin, mid, cout, k, activation):
+        super().__init__()
+        self.ghost1 = RefGhostModule(cin, mid, activation)
+        self.ghost2 = RefGhostModule(mid, cout, None)
+        self.shortcut = None if cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cin, k, 1, (k - 1) // 2, groups=cin, bias=False), nn.BatchNorm2d(cin),
+            nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return self.ghost2(self.ghost1(x)) + (x if self.shortcut is None else self.shortcut(x))
+
+
+class RefGhostBlocks(nn.Module):
+    def __init__(self, cin, cout, expand, k, num_blocks, use_res, activation):
+        super().__init__()
+        self.blocks = nn.Sequential(*[
+            RefGhostBottleneck(cin if i == 0 else cout, int(cout * expand), cout, k, activation)
+            for i in range(num_blocks)])
+        self.reduce_conv = RefConvModule(cin, cout, 1, with_norm=False, activation=activation) \
+            if use_res else None
+
+    def forward(self, x):
+        out = self.blocks(x)
+        return out if self.reduce_conv is None else out + self.reduce_conv(x)
+
+
+class RefGhostPAN(nn.Module):
+    """Reduce (1x1 ConvModule per level), top-down (upsample, concatenate with the finer level,
+    GhostBlocks), bottom-up (stride-2 conv, concatenate with the coarser top-down map,
+    GhostBlocks), extra levels (stride-2 conv of the reduced coarsest input + stride-2 conv of the
+    last output)."""
+
+    def __init__(self, in_channels, out_channels, use_depthwise=False, kernel_size=5, expand=1,
+                 num_blocks=1, use_res=False, num_extra_level=0,
+                 upsample_cfg=dict(scale_factor=2, mode='bilinear'), activation='LeakyReLU'):
+        super().__init__()
+        c, k, n = out_channels, kernel_size, len(in_channels)
+
+        def down():
+            return RefDepthwiseConvModule(c, k, 2, activation) if use_depthwise else \
+                RefConvModule(c, c, k, 2, activation=activation)
+
+        def blocks():
+            return RefGhostBlocks(2 * c, c, expand, k, num_blocks, use_res, activation)
+
+        self.upsample = nn.Upsample(**upsample_cfg)
+        self.reduce_layers = nn.ModuleList(
+            [RefConvModule(cin, c, 1, activation=activation) for cin in in_channels])
+        self.top_down_blocks = nn.ModuleList([blocks() for _ in range(n - 1)])
+        self.downsamples = nn.ModuleList([down() for _ in range(n - 1)])
+        self.bottom_up_blocks = nn.ModuleList([blocks() for _ in range(n - 1)])
+        self.extra_lvl_in_conv = nn.ModuleList([down() for _ in range(num_extra_level)])
+        self.extra_lvl_out_conv = nn.ModuleList([down() for _ in range(num_extra_level)])
+
+    def forward(self, inputs):
+        reduced = [layer(x) for layer, x in zip(self.reduce_layers, inputs)]
+        n = len(reduced)
+        top_down = [reduced[-1]]  # coarsest first while building
+        for step in range(n - 1):
+            finer = reduced[n - 2 - step]
+            top_down.append(self.top_down_blocks[step](
+                torch.cat([self.upsample(top_down[-1]), finer], 1)))
+        top_down = top_down[::-1]  # finest first
+        outs = [top_down[0]]
+        for i in range(n - 1):
+            outs.append(self.bottom_up_blocks[i](
+                torch.cat([self.downsamples[i](outs[-1]), top_down[i + 1]], 1)))
+        for extra_in, extra_out in zip(self.extra_lvl_in_conv, self.extra_lvl_out_conv):
+            outs.append(extra_in(reduced[-1]) + extra_out(outs[-1]))
+        return tuple(outs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
+def randomise_(module, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen)
+                               * (2.0 / m.weight[0].numel())**0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.rand(m.bias.shape, generator=gen) - 0.5)
+    randomize_norm_statistics(module, seed)
+    return module
+
+
+def make_pair(seed=0, **kwargs):
+    """(torch reference, bridged GhostPAN, float64 bridged GhostPAN), identical weights."""
+    ref_kwargs = {k: v for k, v in kwargs.items() if k != 'norm_cfg'}
+    reference = randomise_(RefGhostPAN(**ref_kwargs), seed)
+    twins = []
+    for _ in range(2):
+        model = MODELS.build(dict(type='GhostPAN', **kwargs))
+        result = model.load_state_dict(reference.state_dict(), strict=True)
+        assert not result.missing_keys and not result.unexpected_keys
+        twins.append(model)
+    return reference, twins[0], twins[1].double()
+
+
+def make_inputs(in_channels, sizes, seed=0):
+    rng = np.random.RandomState(seed)
+    return [torch.from_numpy(rng.randn(BATCH, c, s, s).astype(np.float32))
+            for c, s in zip(in_channels, sizes)]
+
+
+def assert_aligned(rows):
+    table = format_rows(rows)
+    print('\n' + table)
+    assert all(r.ok for r in rows), table
+    margin_rows = [r for r in rows if r.kind == 'margin f64']
+    assert len(margin_rows) == 1 and margin_rows[0].max_abs == 0, table
+    assert any(r.kind == 'param grad f64' for r in rows), table
+
+
+# NanoDet-Plus-m's neck (use_depthwise, kernel 5, one extra level, bilinear, LeakyReLU) at a tiny
+# width; then every other option of the signature.
+CASES = {
+    'nanodet-plus': dict(in_channels=[8, 12, 16], out_channels=16, use_depthwise=True,
+                         kernel_size=5, num_extra_level=1),
+    'options': dict(in_channels=[6, 10], out_channels=12, use_depthwise=False, kernel_size=3,
+                    expand=2, num_blocks=2, use_res=True, num_extra_level=1,
+                    upsample_cfg=dict(scale_factor=2, mode='nearest'), activation='ReLU'),
+    'odd-ghost-width': dict(in_channels=[8, 8, 8], out_channels=10, use_depthwise=True,
+                            kernel_size=3, expand=0.5),
+}
+SIZES = [16, 8, 4]
+
+
+@pytest.mark.parametrize('training', [False, True])
+@pytest.mark.parametrize('case', sorted(CASES))
+def test_outputs_and_gradients_match_reference(case, training):
+    kwargs = CASES[case]
+    reference, model, model64 = make_pair(**kwargs)
+    if training:
+        for m in (reference, model, model64):
+            for name, p in m.named_parameters():
+                if name.endswith(ZERO_GRAD_BIASES):
+                    p.requires_grad_(False)
+    inputs = make_inputs(kwargs['in_channels'], SIZES)
+    rows = compare_modules(model, reference, [inputs], training=training, candidate64=model64)
+    assert_aligned(rows)
+    levels = len(kwargs['in_channels']) + kwargs.get('num_extra_level', 0)
+    assert [r.name.split(' ', 1)[1] for r in rows if r.kind == 'output'] == [
+        str((BATCH, kwargs['out_channels'], SIZES[0] >> i, SIZES[0] >> i)) for i in range(levels)]
+    if training:
+        ref_bufs = dict(reference.named_buffers())
+        for name, value in model.named_buffers():
+            if name.endswith('num_batches_tracked'):
+                assert int(value) == int(ref_bufs[name]), name
+            else:
+                err = float((value.double() - ref_bufs[name].double()).abs().max())
+                assert err <= STATS_ATOL, f'{name}: {err:.3g}'
+
+
+def test_names_are_nanodets():
+    model = MODELS.build(dict(type='GhostPAN', **CASES['nanodet-plus']))
+    keys = set(model.state_dict())
+    for key in ('reduce_layers.0.conv.weight', 'reduce_layers.2.bn.running_var',
+                'top_down_blocks.1.blocks.0.ghost1.primary_conv.0.weight',
+                'top_down_blocks.0.blocks.0.ghost2.cheap_operation.1.bias',
+                'bottom_up_blocks.0.blocks.0.shortcut.2.weight',
+                'downsamples.1.depthwise.weight', 'downsamples.0.pwnorm.running_mean',
+                'extra_lvl_in_conv.0.dwnorm.weight', 'extra_lvl_out_conv.0.pointwise.weight'):
+        assert key in keys, key
+    assert model.num_extra_level == 1 and model.in_channels == [8, 12, 16]
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(in_channels=[], out_channels=8), 'in_channels'),
+    (dict(in_channels=[8], out_channels=0), 'out_channels'),
+    (dict(in_channels=[8], out_channels=8, kernel_size=4), 'kernel_size'),
+    (dict(in_channels=[8], out_channels=8, num_blocks=0), 'num_blocks'),
+    (dict(in_channels=[8], out_channels=8, num_extra_level=-1), 'num_extra_level'),
+    (dict(in_channels=[8], out_channels=8, num_extra_level=2), 'second'),
+    (dict(in_channels=[8], out_channels=8, upsample_cfg=dict(scale_factor=2, mode='bicubic')),
+     'bicubic'),
+    (dict(in_channels=[8], out_channels=8, upsample_cfg=dict(mode='nearest')), 'scale_factor'),
+    (dict(in_channels=[8], out_channels=8, activation='Mish'), 'Mish'),
+])
+def test_invalid_args(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GhostPAN(**kwargs)
+    with pytest.raises(ValueError, match=match):
+        MODELS.build(dict(type='GhostPAN', **kwargs))
+
+
+def test_wrong_inputs_are_named():
+    model = MODELS.build(dict(type='GhostPAN', in_channels=[4, 6], out_channels=8))
+    with pytest.raises(ValueError, match='1 input levels, expected 2'):
+        model([torch.zeros(1, 4, 8, 8)])
+    with pytest.raises(ValueError, match=r'input level 1 must be \(N, 6, H, W\)'):
+        model([torch.zeros(1, 4, 8, 8), torch.zeros(1, 5, 4, 4)])
+    with pytest.raises(ValueError, match='cannot concatenate'):
+        model([torch.zeros(1, 4, 8, 8), torch.zeros(1, 6, 3, 3)])
+
+
+def test_layer_refusals():
+    with pytest.raises(ValueError, match='order'):
+        DepthwiseConvModule(4, 4, 3, order=('depthwise', 'act', 'pointwise'))
+    with pytest.raises(ValueError, match='ratio'):
+        GhostModule(4, 4, ratio=1)
+    with pytest.raises(NotImplementedError, match='se_ratio'):
+        from jt_mm_plugins.models.layers import GhostBottleneck
+        GhostBottleneck(4, 4, 4, se_ratio=0.25)
+    module = GhostModule(4, 5)  # ceil(5 / 2) = 3 primary + 3 cheap channels, cut to 5
+    assert module(jt.randn(1, 4, 3, 3)).shape == [1, 5, 3, 3]
