@@ -20,10 +20,13 @@ from torch import nn
 
 from jt_mm_plugins.runtime import jt  # noqa: I001  (configures Jittor before anything imports it)
 import jt_mm_plugins  # noqa: F401  (registers GhostPAN in mmdet's MODELS)
-from jt_mm_plugins.alignment.compare import compare_modules, format_rows, randomize_norm_statistics
+from jt_mm_plugins.alignment.compare import compare_modules, randomize_norm_statistics
 from jt_mm_plugins.models.layers import DepthwiseConvModule, GhostModule
 from jt_mm_plugins.models.necks.ghost_pan import GhostPAN
 from mmdet.registry import MODELS
+
+from alignment_checks import (assert_aligned, assert_buffers_close, bridged_twins, randomise_convs_,
+                              stop_gradients)
 
 STATS_ATOL = 1e-5
 BATCH = 2
@@ -172,45 +175,19 @@ class RefGhostPAN(nn.Module):
 # --------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------
-def randomise_(module, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.Conv2d):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen)
-                               * (2.0 / m.weight[0].numel())**0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.rand(m.bias.shape, generator=gen) - 0.5)
-    randomize_norm_statistics(module, seed)
-    return module
-
-
 def make_pair(seed=0, **kwargs):
-    """(torch reference, bridged GhostPAN, float64 bridged GhostPAN), identical weights."""
-    ref_kwargs = {k: v for k, v in kwargs.items() if k != 'norm_cfg'}
-    reference = randomise_(RefGhostPAN(**ref_kwargs), seed)
-    twins = []
-    for _ in range(2):
-        model = MODELS.build(dict(type='GhostPAN', **kwargs))
-        result = model.load_state_dict(reference.state_dict(), strict=True)
-        assert not result.missing_keys and not result.unexpected_keys
-        twins.append(model)
-    return reference, twins[0], twins[1].double()
+    """(torch reference, bridged GhostPAN, float64 bridged GhostPAN), identical random weights
+    and BatchNorm statistics."""
+    reference = RefGhostPAN(**kwargs)
+    randomise_convs_(reference, torch.Generator().manual_seed(seed))
+    randomize_norm_statistics(reference, seed)
+    return (reference, ) + bridged_twins(dict(type='GhostPAN', **kwargs), reference.state_dict())
 
 
 def make_inputs(in_channels, sizes, seed=0):
     rng = np.random.RandomState(seed)
     return [torch.from_numpy(rng.randn(BATCH, c, s, s).astype(np.float32))
             for c, s in zip(in_channels, sizes)]
-
-
-def assert_aligned(rows):
-    table = format_rows(rows)
-    print('\n' + table)
-    assert all(r.ok for r in rows), table
-    margin_rows = [r for r in rows if r.kind == 'margin f64']
-    assert len(margin_rows) == 1 and margin_rows[0].max_abs == 0, table
-    assert any(r.kind == 'param grad f64' for r in rows), table
 
 
 # NanoDet-Plus-m's neck (use_depthwise, kernel 5, one extra level, bilinear, LeakyReLU) at a tiny
@@ -233,10 +210,7 @@ def test_outputs_and_gradients_match_reference(case, training):
     kwargs = CASES[case]
     reference, model, model64 = make_pair(**kwargs)
     if training:
-        for m in (reference, model, model64):
-            for name, p in m.named_parameters():
-                if name.endswith(ZERO_GRAD_BIASES):
-                    p.requires_grad_(False)
+        stop_gradients((reference, model, model64), ZERO_GRAD_BIASES)
     inputs = make_inputs(kwargs['in_channels'], SIZES)
     rows = compare_modules(model, reference, [inputs], training=training, candidate64=model64)
     assert_aligned(rows)
@@ -244,13 +218,7 @@ def test_outputs_and_gradients_match_reference(case, training):
     assert [r.name.split(' ', 1)[1] for r in rows if r.kind == 'output'] == [
         str((BATCH, kwargs['out_channels'], SIZES[0] >> i, SIZES[0] >> i)) for i in range(levels)]
     if training:
-        ref_bufs = dict(reference.named_buffers())
-        for name, value in model.named_buffers():
-            if name.endswith('num_batches_tracked'):
-                assert int(value) == int(ref_bufs[name]), name
-            else:
-                err = float((value.double() - ref_bufs[name].double()).abs().max())
-                assert err <= STATS_ATOL, f'{name}: {err:.3g}'
+        assert_buffers_close(model, reference, STATS_ATOL)
 
 
 def test_names_are_nanodets():

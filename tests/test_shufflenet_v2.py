@@ -13,8 +13,6 @@ LeakyReLU / max-pool decision after its module's first call; a float64 copy of t
 compared with a float64 torchvision model on every output and gradient (1e-6 / 1e-5) after
 asserting that no float64 decision lies within 1e-9 of its scale from its boundary.
 """
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -22,11 +20,14 @@ import torchvision
 
 from jt_mm_plugins.runtime import jt  # noqa: I001  (configures Jittor before anything imports it)
 import jt_mm_plugins  # noqa: F401  (registers ShuffleNetV2 in mmdet's MODELS)
-from jt_mm_plugins.alignment.compare import compare_modules, format_rows, randomize_norm_statistics
+from jt_mm_plugins.alignment.compare import compare_modules, randomize_norm_statistics
 from jt_mm_plugins.bridge import build_jittor_module, torch_to_jittor
 from jt_mm_plugins.models.backbones.shufflenet_v2 import ShuffleNetV2
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d
 from mmdet.registry import MODELS
+
+from alignment_checks import (assert_aligned, assert_buffers_close, bridged_twins, randomise_convs_,
+                              stop_gradients)
 
 IMAGE_SHAPE = (2, 3, 128, 128)
 SIDE = IMAGE_SHAPE[-1]
@@ -94,11 +95,7 @@ def randomise_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     1.4e-4 absolute at outputs ~7, over the 1e-4 absolute output tolerance.
     """
     gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen)
-                               * (2.0 / m.weight[0].numel())**0.5)
+    randomise_convs_(model, gen)
     randomize_norm_statistics(model, seed)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     with torch.no_grad():
@@ -126,40 +123,12 @@ def make_pair(seed=0, **kwargs):
     torch_kwargs = {k: v for k, v in kwargs.items()
                     if k in ('model_size', 'out_stages', 'with_last_conv', 'activation')}
     reference = randomise_(TorchvisionTrunk(**torch_kwargs), seed)
-    twins = []
-    for _ in range(2):
-        model = MODELS.build(dict(type='ShuffleNetV2', **kwargs))
-        result = model.load_state_dict(reference.state_dict(), strict=True)
-        assert not result.missing_keys and not result.unexpected_keys
-        twins.append(model)
-    return reference, twins[0], twins[1].double()
+    return (reference, ) + bridged_twins(dict(type='ShuffleNetV2', **kwargs),
+                                         reference.state_dict())
 
 
 def make_input(seed=0, shape=IMAGE_SHAPE):
     return torch.from_numpy(np.random.RandomState(seed).randn(*shape).astype(np.float32))
-
-
-def assert_aligned(rows):
-    """Every row within its tolerance, no float64 decision near its boundary, float64 rows
-    present (they cover the float32 gradients that float32 cannot decide)."""
-    table = format_rows(rows)
-    print('\n' + table)
-    assert all(r.ok for r in rows), table
-    margin_rows = [r for r in rows if r.kind == 'margin f64']
-    assert len(margin_rows) == 1 and margin_rows[0].max_abs == 0, table
-    assert any(r.kind == 'param grad f64' for r in rows) and \
-        any(r.kind == 'input grad f64' for r in rows), table
-
-
-def assert_buffers_close(jt_model, torch_model, atol=STATS_ATOL):
-    jt_bufs = dict(jt_model.named_buffers())
-    for name, b in torch_model.named_buffers():
-        a = jt_bufs[name]
-        if name.endswith('num_batches_tracked'):
-            assert int(a) == int(b), name
-        else:
-            err = float((a.double() - b.double()).abs().max())
-            assert err <= atol, f'{name}: max abs error {err:.3g} > {atol}'
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,15 +174,12 @@ def test_init_cfg_pretrained_loads_a_torchvision_checkpoint(tmp_path):
 def test_outputs_and_gradients_match_torchvision(kwargs, training):
     reference, model, model64 = make_pair(**kwargs)
     if training:
-        for m in (reference, model, model64):
-            for name, p in m.named_parameters():
-                if name.endswith(ZERO_GRAD_BIASES):
-                    p.requires_grad_(False)
+        stop_gradients((reference, model, model64), ZERO_GRAD_BIASES)
     x = make_input()
     rows = compare_modules(model, reference, [x], training=training, candidate64=model64)
     assert_aligned(rows)
     if training:  # running statistics after one training forward each
-        assert_buffers_close(model, reference)
+        assert_buffers_close(model, reference, STATS_ATOL)
     widths = {'0.5x': (48, 96, 1024 if kwargs.get('with_last_conv') else 192)}[kwargs['model_size']]
     stages = kwargs.get('out_stages', (2, 3, 4))
     assert [r.name.split(' ', 1)[1] for r in rows if r.kind == 'output'] == [
