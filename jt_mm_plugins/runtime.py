@@ -16,6 +16,9 @@ import jt``), so whichever import comes first configures Jittor the same way:
   kernel-compilation progress and Jittor's warnings still show later). Where the core is not compiled
   yet, a one-line notice says so and Jittor's own progress is shown.
 
+* **Python's signal handling.** Jittor's SIGCHLD and SIGINT handlers are replaced by Python's
+  (see :func:`_restore_signal_handlers`).
+
 Flags the user already set in the environment win over these defaults.
 """
 import glob
@@ -144,6 +147,27 @@ else:
     _silenced = _silence_jittor_import()
 
 import jittor as jt  # noqa: E402  (must follow the configuration above)
+
+
+def _restore_signal_handlers() -> None:
+    """Undo two of the C-level signal handlers Jittor installs at import.
+
+    Its SIGCHLD handler ends this process ("Caught SIGCHLD ... quick exit") whenever any child dies of
+    a signal: meant for Jittor's own dataset workers, which this package does not use, it takes down
+    a trainer whose launcher, test or tool process loses a child. Its SIGINT handler exits at once
+    instead of raising KeyboardInterrupt, so Ctrl-C skips mmengine's and pytest's clean-up. Python's
+    own handlers are put back (Jittor keeps its crash handlers: SIGSEGV, SIGBUS, ...).
+    """
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    if os.environ.get('JPY_PARENT_PID') is None:  # Jittor leaves SIGINT alone under Jupyter
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+_restore_signal_handlers()
 
 if _silenced:  # back to Jittor's default: compile progress and warnings show from here on
     os.environ.pop('log_silent')

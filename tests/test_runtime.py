@@ -134,3 +134,22 @@ def test_only_the_unactionable_stack_messages_are_dropped():
         logger.warning(prefix + ' Please use io functions ...')
     logger.warning('"file_client_args" will be deprecated in future.')  # actionable: a user's config
     assert seen == ['"file_client_args" will be deprecated in future.']
+
+
+def test_a_child_killed_by_a_signal_does_not_end_the_importing_process():
+    """Jittor's SIGCHLD handler would "quick exit" this process; runtime puts Python's back."""
+    result = _run_python('''
+        import signal, subprocess
+        import jt_mm_plugins
+        child = subprocess.Popen(['sleep', '30'])
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            print('KEYBOARD INTERRUPT RAISED')
+        print('STILL ALIVE', child.returncode)
+    ''')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'KEYBOARD INTERRUPT RAISED' in result.stdout and 'STILL ALIVE -9' in result.stdout
+    assert 'quick exit' not in result.stderr
