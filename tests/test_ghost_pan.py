@@ -273,3 +273,23 @@ def test_layer_refusals():
         GhostBottleneck(4, 4, 4, se_ratio=0.25)
     module = GhostModule(4, 5)  # ceil(5 / 2) = 3 primary + 3 cheap channels, cut to 5
     assert module(jt.randn(1, 4, 3, 3)).shape == [1, 5, 3, 3]
+
+
+def test_depthwise_conv_module_without_norm_and_other_order():
+    """No norm (conv biases, 'auto'), another order of the six steps: against torch functionals."""
+    order = ('depthwise', 'act', 'pointwise', 'act', 'dwnorm', 'pwnorm')
+    module = DepthwiseConvModule(4, 6, 3, stride=2, padding=1, norm_cfg=None, activation='LeakyReLU',
+                                 order=order)
+    assert module.with_bias and not hasattr(module, 'dwnorm')
+    rng = np.random.RandomState(0)
+    for conv in (module.depthwise, module.pointwise):  # init gives zero biases
+        conv.bias.assign(jt.array(rng.rand(*conv.bias.shape).astype(np.float32) - 0.5))
+    x = rng.randn(2, 4, 9, 9).astype(np.float32)
+    got = module(jt.array(x)).numpy()
+    t = {n: torch.from_numpy(v.numpy()) for n, v in module.named_parameters()}
+    y = torch.nn.functional.conv2d(torch.from_numpy(x), t['depthwise.weight'], t['depthwise.bias'],
+                                   stride=2, padding=1, groups=4)
+    y = torch.nn.functional.leaky_relu(y, 0.1)
+    y = torch.nn.functional.leaky_relu(
+        torch.nn.functional.conv2d(y, t['pointwise.weight'], t['pointwise.bias']), 0.1)
+    assert got.shape == (2, 6, 5, 5) and float(np.abs(got - y.numpy()).max()) <= 1e-5
