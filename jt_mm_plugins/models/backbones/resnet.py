@@ -37,6 +37,29 @@ def _set_eval(module: jt.Module) -> None:
         m.is_train = False
 
 
+def freeze_modules(modules: List[jt.Module], keep_mode: Tuple[jt.Module, ...] = ()) -> None:
+    """No gradients for the parameters of ``modules``, which run in eval mode (except those in
+    ``keep_mode``, whose mode flag stays)."""
+    for module in modules:
+        if not any(module is kept for kept in keep_mode):
+            _set_eval(module)
+        for param in module.parameters():
+            param.requires_grad = False
+
+
+def train_keeping_frozen(module: jt.Module, frozen: List[jt.Module], norm_eval: bool,
+                         keep_mode: Tuple[jt.Module, ...] = ()) -> jt.Module:
+    """A backbone's ``train()``: training mode, the ``frozen`` modules frozen and in eval mode
+    (see :func:`freeze_modules`), and every BatchNorm in eval mode with ``norm_eval``."""
+    jt.Module.train(module)
+    freeze_modules(frozen, keep_mode)
+    if norm_eval:
+        for m in module.modules():
+            if isinstance(m, BatchNorm2d):
+                m.is_train = False
+    return module
+
+
 class _ResBlock(jt.Module):
     """What :class:`BasicBlock` and :class:`Bottleneck` share: their first two norm layers under
     mmdet's names (``bn1``/``gn1`` ..., reached as ``norm1``/``norm2``) and the residual addition.
@@ -388,24 +411,16 @@ class JittorResNet(jt.Module):
             getattr(self, f'layer{i}') for i in range(1, self.frozen_stages + 1)]
 
     def _freeze_stages(self) -> None:
-        """Stop the gradients of the frozen stages and keep them in eval mode."""
-        for module in self._frozen_modules():
-            if module is not self.conv1:  # as mmdet: the stem conv's flag stays (no effect on it)
-                _set_eval(module)
-            for param in module.parameters():
-                param.requires_grad = False
+        """Stop the gradients of the frozen stages and keep them in eval mode (as mmdet: the stem
+        conv's flag stays, which has no effect on it)."""
+        freeze_modules(self._frozen_modules(), keep_mode=(self.conv1, ))
 
     def train(self, mode: bool = True) -> 'JittorResNet':
         """Training mode, keeping frozen stages (and all BatchNorms if ``norm_eval``) in eval."""
         if not mode:
             return self.eval()
-        super().train()
-        self._freeze_stages()
-        if self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, BatchNorm2d):
-                    m.is_train = False
-        return self
+        return train_keeping_frozen(self, self._frozen_modules(), self.norm_eval,
+                                    keep_mode=(self.conv1, ))
 
     def execute(self, x: jt.Var) -> Tuple[jt.Var, ...]:
         """Return the feature maps of the stages in ``out_indices``."""

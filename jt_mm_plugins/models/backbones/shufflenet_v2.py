@@ -25,7 +25,7 @@ Differences from NanoDet's class, all stated:
 from typing import List, Sequence, Tuple, Union
 
 from jt_mm_plugins.bridge import register_jittor_module
-from jt_mm_plugins.models.backbones.resnet import _set_eval
+from jt_mm_plugins.models.backbones.resnet import freeze_modules, train_keeping_frozen
 from jt_mm_plugins.models.layers.activation import build_activation_layer
 from jt_mm_plugins.models.layers.activation_names import act_cfg_from_name
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d
@@ -230,22 +230,13 @@ class ShuffleNetV2(nn.Module):
         return modules
 
     def _freeze_stages(self) -> None:
-        for module in self._frozen_modules():
-            _set_eval(module)
-            for param in module.parameters():
-                param.requires_grad = False
+        freeze_modules(self._frozen_modules())
 
     def train(self, mode: bool = True) -> 'ShuffleNetV2':
         """Training mode, keeping frozen stages (and all BatchNorms if ``norm_eval``) in eval."""
         if not mode:
             return self.eval()
-        super().train()
-        self._freeze_stages()
-        if self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, BatchNorm2d):
-                    m.is_train = False
-        return self
+        return train_keeping_frozen(self, self._frozen_modules(), self.norm_eval)
 
     def execute(self, x: jt.Var) -> Tuple[jt.Var, ...]:
         """Return the feature maps of the stages in ``out_stages``."""
