@@ -278,8 +278,8 @@ def test_layer_refusals():
 def test_depthwise_conv_module_without_norm_and_other_order():
     """No norm (conv biases, 'auto'), another order of the six steps: against torch functionals."""
     order = ('depthwise', 'act', 'pointwise', 'act', 'dwnorm', 'pwnorm')
-    module = DepthwiseConvModule(4, 6, 3, stride=2, padding=1, norm_cfg=None, activation='LeakyReLU',
-                                 order=order)
+    module = DepthwiseConvModule(4, 6, 3, stride=2, padding=1, norm_cfg=None,
+                                 activation='LeakyReLU', order=order)
     assert module.with_bias and not hasattr(module, 'dwnorm')
     rng = np.random.RandomState(0)
     for conv in (module.depthwise, module.pointwise):  # init gives zero biases

@@ -119,7 +119,8 @@ def randomise_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def make_pair(seed=0, **kwargs):
-    """(torchvision trunk, bridged ShuffleNetV2, float64 bridged ShuffleNetV2), identical weights."""
+    """(torchvision trunk, bridged ShuffleNetV2, float64 bridged ShuffleNetV2), identical
+    weights."""
     torch_kwargs = {k: v for k, v in kwargs.items()
                     if k in ('model_size', 'out_stages', 'with_last_conv', 'activation')}
     reference = randomise_(TorchvisionTrunk(**torch_kwargs), seed)

@@ -36,7 +36,7 @@ from jt_mm_plugins.utils.errors import InputError
 
 nn = jt.nn
 
-# Output channels of the stem, stage2..stage4 and conv5, per model size (torchvision's and NanoDet's).
+# Output channels of the stem, stage2..stage4 and conv5 per model size (torchvision's, NanoDet's).
 STAGE_OUT_CHANNELS = {
     '0.5x': (24, 48, 96, 192, 1024),
     '1.0x': (24, 116, 232, 464, 1024),

@@ -26,7 +26,8 @@ _NANODET_ACTIVATIONS: Dict[str, dict] = {
 }
 
 
-def act_cfg_from_name(activation: Union[str, dict, None], owner: str = 'activation') -> Optional[dict]:
+def act_cfg_from_name(activation: Union[str, dict, None],
+                      owner: str = 'activation') -> Optional[dict]:
     """The mmcv-style activation config of a NanoDet activation name.
 
     Args:

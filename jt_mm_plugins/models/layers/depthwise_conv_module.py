@@ -1,6 +1,6 @@
-"""``DepthwiseConvModule``: NanoDet's depthwise-separable conv block (``nanodet/model/module/conv.py``)
-in Jittor: a k x k depthwise conv, its norm, the activation, a 1x1 pointwise conv, its norm, the
-activation.
+"""``DepthwiseConvModule``: NanoDet's depthwise-separable conv block
+(``nanodet/model/module/conv.py``) in Jittor: a k x k depthwise conv, its norm, the activation, a
+1x1 pointwise conv, its norm, the activation.
 
 Children keep NanoDet's names (``depthwise``, ``dwnorm``, ``act``, ``pointwise``, ``pwnorm``), so a
 NanoDet checkpoint's keys (``depthwise.weight``, ``dwnorm.running_mean`` ...) load by name.
@@ -56,12 +56,14 @@ class DepthwiseConvModule(jt.nn.Module):
                  order: tuple = DEFAULT_ORDER) -> None:
         super().__init__()
         if not (isinstance(order, tuple) and sorted(order) == sorted(DEFAULT_ORDER)):
-            raise InputError(f'DepthwiseConvModule: order must be a permutation of {DEFAULT_ORDER}, '
-                             f'got {order!r}')
+            raise InputError(f'DepthwiseConvModule: order must be a permutation of '
+                             f'{DEFAULT_ORDER}, got {order!r}')
         if not (bias == 'auto' or isinstance(bias, bool)):
-            raise InputError(f"DepthwiseConvModule: bias must be 'auto', True or False, got {bias!r}")
+            raise InputError(f"DepthwiseConvModule: bias must be 'auto', True or False, got "
+                             f'{bias!r}')
         if norm_cfg is not None and not isinstance(norm_cfg, dict):
-            raise InputError(f'DepthwiseConvModule: norm_cfg must be a dict or None, got {norm_cfg!r}')
+            raise InputError(f'DepthwiseConvModule: norm_cfg must be a dict or None, got '
+                             f'{norm_cfg!r}')
         self.activation = activation
         self.act_cfg = act_cfg_from_name(activation, 'DepthwiseConvModule')
         self.inplace = inplace

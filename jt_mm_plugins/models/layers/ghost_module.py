@@ -44,7 +44,8 @@ class GhostModule(jt.nn.Module):
         if not isinstance(ratio, int) or ratio < 2:
             raise InputError(f'GhostModule: ratio must be an int >= 2, got {ratio!r}')
         if not (isinstance(oup, int) and oup >= 1 and isinstance(inp, int) and inp >= 1):
-            raise InputError(f'GhostModule: inp and oup must be positive ints, got {inp!r}, {oup!r}')
+            raise InputError(f'GhostModule: inp and oup must be positive ints, got {inp!r}, '
+                             f'{oup!r}')
         self.inp = inp
         self.oup = oup
         self.ratio = ratio

@@ -85,7 +85,8 @@ class GhostPAN(jt.nn.Module):
         num_levels = len(in_channels)
 
         self.reduce_layers = jt.nn.ModuleList([
-            ConvModule(c, out_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg) for c in in_channels])
+            ConvModule(c, out_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg)
+            for c in in_channels])
         self.top_down_blocks = jt.nn.ModuleList(
             [self._ghost_blocks() for _ in range(num_levels - 1)])
         self.downsamples = jt.nn.ModuleList(
@@ -146,9 +147,9 @@ class GhostPAN(jt.nn.Module):
     def _concat(a: jt.Var, b: jt.Var, step: str) -> jt.Var:
         if tuple(a.shape[2:]) != tuple(b.shape[2:]):
             raise InputError(f'GhostPAN {step}: cannot concatenate maps of sizes '
-                             f'{tuple(a.shape[2:])} and {tuple(b.shape[2:])}; each input level must '
-                             f'be half the size of the previous one (upsample_cfg '
-                             f'and the stride-2 convs pair them)')
+                             f'{tuple(a.shape[2:])} and {tuple(b.shape[2:])}; each input level '
+                             f'must be half the size of the previous one (upsample_cfg and the '
+                             f'stride-2 convs pair them)')
         return jt.concat([a, b], dim=1)
 
     def execute(self, inputs: Sequence[jt.Var]) -> Tuple[jt.Var, ...]:
