@@ -1,21 +1,14 @@
 """tools/memory_check.py: RSS per training iteration, growth after warm-up, exit codes."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
+from tiny_demo import generate_tiny_data, load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-memory_check = _tool('memory_check')
+memory_check = load_tool('memory_check')
 
 
 def test_growth_is_measured_from_the_end_of_warm_up():
@@ -33,10 +26,7 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
 
 
 def test_a_short_pure_jittor_run_samples_every_iteration(tmp_path, capsys):
-    gen = _tool('generate_demo_dataset')
-    data_root = str(tmp_path / 'shapes') + '/'
-    assert gen.main(['--out-dir', data_root, '--num-train', '4', '--num-val', '1',
-                     '--image-size', '64']) == 0
+    data_root = generate_tiny_data(tmp_path / 'shapes', num_val=1)
     out = tmp_path / 'mem.json'
     config = osp.join(REPO, 'configs', 'demo', 'faster_rcnn_r18_fpn_demo_jittor.py')
     code = memory_check.main([config, '--iters', '4', '--warmup', '2', '--work-dir',

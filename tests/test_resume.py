@@ -17,26 +17,11 @@ import numpy as np
 import torch
 
 from jt_mm_plugins.engine import epoch_seed
+from tiny_demo import generate_tiny_data, write_tiny_config
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 EXACT_CONFIG = osp.join(REPO, 'configs', 'demo', 'faster_rcnn_clip_rn_jittor_fpn_demo_exact_resume.py')
 
-TINY = '''
-_base_ = [{base!r}]
-data_root = {data_root!r}
-train_dataloader = dict(batch_size=2, num_workers=1, dataset=dict(data_root=data_root))
-val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
-train_cfg = dict(max_epochs=2)
-default_hooks = dict(logger=dict(interval=1))
-model = dict(
-    roi_head=dict(bbox_head=dict(fc_out_channels=64)),
-    train_cfg=dict(rpn_proposal=dict(nms_pre=200, max_per_img=100),
-                   rcnn=dict(sampler=dict(num=64))),
-    test_cfg=dict(rpn=dict(nms_pre=200, max_per_img=100)))
-'''
 LOSS_LINE = re.compile(r'Epoch\(train\) \[(\d+)\]\[(\d+)/\d+\].*?\sloss: ([0-9.]+)')
 
 
@@ -66,16 +51,6 @@ def _train(config, work_dir, *extra, kill_at=None):
     return losses, output
 
 
-def _generate_data(root):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'gen', osp.join(REPO, 'tools', 'generate_demo_dataset.py'))
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
-    assert gen.main(['--out-dir', str(root), '--num-train', '4', '--num-val', '2',
-                     '--image-size', '64']) == 0
-
-
 def test_epoch_seeds_depend_on_seed_and_epoch_only():
     assert epoch_seed(0, 1) == epoch_seed(0, 1)
     assert len({epoch_seed(s, e) for s in (0, 1, 2) for e in (0, 1, 2)}) == 9
@@ -83,10 +58,10 @@ def test_epoch_seeds_depend_on_seed_and_epoch_only():
 
 
 def test_killed_and_resumed_run_logs_the_losses_of_the_uninterrupted_run(tmp_path):
-    data_root = tmp_path / 'shapes'
-    _generate_data(data_root)
-    config = tmp_path / 'tiny_exact.py'
-    config.write_text(TINY.format(base=EXACT_CONFIG, data_root=str(data_root) + '/'))
+    data_root = generate_tiny_data(tmp_path / 'shapes')
+    # one worker, started afresh every epoch (the exact-resume config's setting); 2 epochs
+    config = write_tiny_config(tmp_path / 'tiny_exact.py', EXACT_CONFIG, data_root,
+                               loader='num_workers=1, ', extra='train_cfg = dict(max_epochs=2)')
 
     full, _ = _train(config, tmp_path / 'full')
     assert sorted(full) == [(e, i) for e in (1, 2) for i in (1, 2)]

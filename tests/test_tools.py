@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 import torch
+from tiny_demo import generate_tiny_data, write_tiny_config
 
 # mmengine resolves mmdet:: config paths with pkg_resources, which warns on every use.
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
@@ -252,35 +253,13 @@ def test_getattr_is_only_allowed_for_history_buffer_statistics(tmp_path):
 
 # ----------------------------------------------------------------- end to end
 
-TINY_CONFIG = '''
-_base_ = [{base!r}]
-data_root = {data_root!r}
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root))
-val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
-train_cfg = dict(max_epochs=1)
-default_hooks = dict(logger=dict(interval=1))
-# A lighter head keeps each CPU iteration short.
-model = dict(
-    roi_head=dict(bbox_head=dict(fc_out_channels=64)),
-    train_cfg=dict(rpn_proposal=dict(nms_pre=200, max_per_img=100),
-                   rcnn=dict(sampler=dict(num=64))),
-    test_cfg=dict(rpn=dict(nms_pre=200, max_per_img=100)))
-'''
-
-
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """4 train images of 64 px, batch 2: one epoch = 2 iterations; then validation."""
     root = tmp_path_factory.mktemp('e2e')
-    data_root = root / 'shapes'
-    assert gen_tool.main(['--out-dir', str(data_root), '--num-train', '4', '--num-val', '2',
-                          '--image-size', '64']) == 0
+    data_root = generate_tiny_data(root / 'shapes')
     config = root / 'tiny_demo.py'
-    config.write_text(TINY_CONFIG.format(base=DEMO_CONFIG, data_root=str(data_root) + '/'))
+    write_tiny_config(config, DEMO_CONFIG, data_root)
     work_dir = root / 'work'
     result = _run([osp.join(REPO, 'tools', 'train.py'), str(config), '--work-dir', str(work_dir)],
                   cwd=str(root))
