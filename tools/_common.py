@@ -197,12 +197,12 @@ def configure_distributed(cfg: Config, launcher: str) -> None:
     wraps the model in ``MMDistributedDataParallel`` on that GPU.
 
     Without CUDA that path fails (mmengine calls ``torch.cuda.set_device`` and gives DDP
-    ``device_ids=[LOCAL_RANK]``), so an ``nccl`` backend becomes ``gloo`` (another backend the config
-    names is kept) and the model wrapper (the config's ``model_wrapper_cfg``, or mmengine's default:
-    ``MMDistributedDataParallel`` with ``broadcast_buffers=False``) gets ``device_ids=None``: DDP on
-    CPU parameters. :func:`init_cpu_process_group` then starts the process group before the Runner.
-    Jittor parts need nothing more: their parameters are torch parameters, whose gradients DDP
-    all-reduces.
+    ``device_ids=[LOCAL_RANK]``), so an ``nccl`` backend becomes ``gloo`` (another backend the
+    config names is kept) and the model wrapper (the config's ``model_wrapper_cfg``, or mmengine's
+    default: ``MMDistributedDataParallel`` with ``broadcast_buffers=False``) gets
+    ``device_ids=None``: DDP on CPU parameters. :func:`init_cpu_process_group` then starts the
+    process group before the Runner. Jittor parts need nothing more: their parameters are torch
+    parameters, whose gradients DDP all-reduces.
     """
     if launcher == 'none':
         return
@@ -224,7 +224,8 @@ def configure_distributed(cfg: Config, launcher: str) -> None:
         wrapper = dict(type='MMDistributedDataParallel', broadcast_buffers=False,
                        find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper_type = wrapper.get('type', 'MMDistributedDataParallel')
-    wrapper_class = MODEL_WRAPPERS.get(wrapper_type) if isinstance(wrapper_type, str) else wrapper_type
+    wrapper_class = (MODEL_WRAPPERS.get(wrapper_type) if isinstance(wrapper_type, str)
+                     else wrapper_type)
     if isinstance(wrapper_class, type) and issubclass(wrapper_class,
                                                       torch.nn.parallel.DistributedDataParallel):
         wrapper['device_ids'] = None
