@@ -12,6 +12,9 @@ Outputs:
   (which the config's ``default_hooks`` must contain). As in mmdet, a relative ``DIR`` is placed
   under ``<work-dir>/<timestamp>/``; an absolute one is used as it is. The tool prints where.
 
+``tools/dist_test.sh CONFIG CHECKPOINT NPROC [args]`` runs it in NPROC processes with torchrun
+(``--launcher pytorch``; on CPU as ``tools/train.py`` describes).
+
 Examples::
 
     python tools/test.py configs/demo/faster_rcnn_r18_fpn_demo_mmdet.py \\
