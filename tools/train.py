@@ -11,10 +11,10 @@ Differences from mmdet's tool:
   accelerator (mmengine's ``AmpOptimWrapper`` refuses CPU training).
 * A ``--cfg-options`` key that is not in the config is reported (it is still added: new keys are
   legitimate, but a typo is otherwise silently ignored).
-* With a distributed launcher on a machine without CUDA, training runs on CPU processes: the process
-  group uses ``gloo`` and starts before the Runner, and DDP gets no ``device_ids``
-  (``tools/_common.py``; mmengine's own path needs GPUs). ``tools/dist_train.sh CONFIG NPROC`` starts
-  NPROC processes with torchrun.
+* With a distributed launcher on a machine without CUDA, training runs on CPU processes: the
+  process group uses ``gloo`` and starts before the Runner, and DDP gets no ``device_ids``
+  (``tools/_common.py``; mmengine's own path needs GPUs). ``tools/dist_train.sh CONFIG NPROC``
+  starts NPROC processes with torchrun.
 
 Examples::
 
