@@ -1,10 +1,11 @@
 """jt_mm_plugins.ops.group_norm (fused CPU kernels) and the GroupNorm layer against torch.
 
 Two references on the same float32 inputs, weights and output gradients:
-* ``torch.nn.GroupNorm`` in float32 (what mmdet runs): outputs within 1e-4 absolute, input / weight /
-  bias gradients within 1e-3 relative (max |a - b| / max |b|), the project's alignment tolerances;
-* the same module in float64 (the exact answer up to float64 rounding): the kernels' error must be no
-  worse than torch float32's error, or within one float32 ulp of the largest reference value (a
+* ``torch.nn.GroupNorm`` in float32 (what mmdet runs): outputs within 1e-4 absolute, input /
+  weight / bias gradients within 1e-3 relative (max |a - b| / max |b|), the project's alignment
+  tolerances;
+* the same module in float64 (the exact answer up to float64 rounding): the kernels' error must be
+  no worse than torch float32's error, or within one float32 ulp of the largest reference value (a
   float32 result cannot do better than its own rounding).
 Measured (2026-11-29): outputs <= 3.1e-7 from float64 (torch float32 <= 6.4e-7; 1e-3 at mean 100,
 spread 0.01), gradients <= 5.2e-8 relative (torch float32 <= 7.6e-7; 1.3e-3 at mean 100).
@@ -32,7 +33,7 @@ CASES = [((2, 8, 5, 7), 4),        # small: one thread
          ((3, 6), 2),              # (N, C): no spatial dims
          ((2, 4, 9), 4),           # one channel per group, (N, C, L)
          ((1, 6, 3, 1, 5), 3),     # 5-d input, odd sizes
-         ((2, 6, 1, 1), 2),        # three values per group (with two, dx is ~0: ill-posed in float32)
+         ((2, 6, 1, 1), 2),        # three values per group (two: dx ~0, ill-posed in float32)
          ((1, 12, 7, 3), 1)]       # one group
 
 

@@ -21,9 +21,9 @@ def cpu_float32(*tensors: jt.Var) -> bool:
 
 def per_channel_affine(op_name: str, x: jt.Var, weight: Optional[jt.Var],
                        bias: Optional[jt.Var]) -> Tuple[jt.Var, jt.Var]:
-    """The float32 ``(C, )`` scale and shift of a normalisation kernel over an ``(N, C, ...)`` input:
-    ``weight`` / ``bias`` checked (``ValueError`` naming ``op_name`` and the culprit), ``None``
-    replaced by constant ones / zeros that take no gradient."""
+    """The float32 ``(C, )`` scale and shift of a normalisation kernel over an ``(N, C, ...)``
+    input: ``weight`` / ``bias`` checked (``ValueError`` naming ``op_name`` and the culprit),
+    ``None`` replaced by constant ones / zeros that take no gradient."""
     channels = x.shape[1]
     for name, param in (('weight', weight), ('bias', bias)):
         if param is not None and (tuple(param.shape) != (channels, ) or param.dtype != 'float32'):

@@ -73,7 +73,8 @@ class GroupNorm(jt.nn.Module):
                              f'{tuple(x.shape)}')
         weight = self.weight if self.affine else None
         bias = self.bias if self.affine else None
-        if group_norm_supported(x) and all(p is None or p.dtype == 'float32' for p in (weight, bias)):
+        if group_norm_supported(x) and all(p is None or p.dtype == 'float32'
+                                           for p in (weight, bias)):
             # Fused CPU kernels: the same result (float64 statistics), several times faster.
             return group_norm(x, self.num_groups, weight, bias, self.eps)
         return self._execute_jittor_ops(x)
