@@ -76,6 +76,29 @@ def link_system_onednn() -> bool:
     return True
 
 
+CUDA_HOME_CANDIDATES = ('/usr/local/cuda', )
+
+
+def find_cuda_toolkit_nvcc(path_nvcc=None, cuda_homes=None):
+    """The nvcc Jittor should use: one with the toolkit's ``lib64/`` beside its ``bin/``.
+
+    Jittor loads ``libcudart`` from ``<nvcc>/../../lib64``; an ``nvcc`` found on ``PATH`` may be a
+    wrapper script (e.g. ``/usr/local/bin/nvcc``) with no toolkit around it, which sends Jittor to
+    a libcudart that does not exist. ``$CUDA_HOME`` / ``$CUDA_PATH`` and ``/usr/local/cuda`` are
+    tried after the one on ``PATH``; ``None`` when no candidate has ``lib64/``.
+    """
+    candidates = [path_nvcc if path_nvcc is not None else shutil.which('nvcc')]
+    homes = cuda_homes if cuda_homes is not None else (
+        [os.environ.get('CUDA_HOME'), os.environ.get('CUDA_PATH')] + list(CUDA_HOME_CANDIDATES))
+    candidates += [os.path.join(home, 'bin', 'nvcc') for home in homes if home]
+    for nvcc in candidates:
+        if nvcc and os.path.isfile(nvcc):
+            toolkit = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+            if os.path.isdir(os.path.join(toolkit, 'lib64')):
+                return os.path.realpath(nvcc)
+    return None
+
+
 def _configure_environment():
     global onednn_active
     if shutil.which(os.environ.get('cc_path', 'g++')) is None:
@@ -98,8 +121,7 @@ def _configure_environment():
             RuntimeWarning, stacklevel=3)
 
     if 'nvcc_path' not in os.environ:
-        nvcc = shutil.which('nvcc') or ('/usr/local/cuda/bin/nvcc'
-                                        if os.path.exists('/usr/local/cuda/bin/nvcc') else None)
+        nvcc = find_cuda_toolkit_nvcc()
         if torch.cuda.is_available() and nvcc:
             os.environ['nvcc_path'] = nvcc
         else:

@@ -153,3 +153,20 @@ def test_a_child_killed_by_a_signal_does_not_end_the_importing_process():
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'KEYBOARD INTERRUPT RAISED' in result.stdout and 'STILL ALIVE -9' in result.stdout
     assert 'quick exit' not in result.stderr
+
+
+def test_nvcc_is_the_one_with_the_toolkit_beside_it(tmp_path):
+    """A wrapper nvcc on PATH without lib64/ around it is passed over for a real toolkit's."""
+    import jt_mm_plugins.runtime as runtime
+    wrapper = tmp_path / 'usr_local' / 'bin' / 'nvcc'
+    wrapper.parent.mkdir(parents=True)
+    wrapper.write_text('#!/bin/sh\n')
+    toolkit = tmp_path / 'cuda-13.0'
+    (toolkit / 'bin').mkdir(parents=True)
+    (toolkit / 'lib64').mkdir()
+    (toolkit / 'bin' / 'nvcc').write_text('')
+    assert runtime.find_cuda_toolkit_nvcc(str(wrapper), [str(toolkit)]) == str(toolkit / 'bin' / 'nvcc')
+    assert runtime.find_cuda_toolkit_nvcc(str(toolkit / 'bin' / 'nvcc'), []) == \
+        str(toolkit / 'bin' / 'nvcc')
+    assert runtime.find_cuda_toolkit_nvcc(str(wrapper), []) is None
+    assert runtime.find_cuda_toolkit_nvcc('', [str(tmp_path / 'nowhere')]) is None  # '': no PATH nvcc
