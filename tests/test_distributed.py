@@ -21,7 +21,6 @@ What is checked, from the parameters a hook saves before training and after ever
   samples (Faster R-CNN's samplers would draw other anchors and proposals in two processes than in
   one).
 """
-import importlib.util
 import os
 import os.path as osp
 import pickle
@@ -31,6 +30,7 @@ import sys
 
 import pytest
 import torch
+from tiny_demo import generate_tiny_data, load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
 
@@ -126,9 +126,7 @@ def _free_port():
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp('dist')
     (root / 'jtmm_dist_probe.py').write_text(PROBE_HOOK)
-    subprocess.run([sys.executable, osp.join(REPO, 'tools', 'generate_demo_dataset.py'),
-                    '--out-dir', str(root / 'shapes'), '--num-train', '4', '--num-val', '2',
-                    '--image-size', '64'], check=True, capture_output=True, timeout=120)
+    generate_tiny_data(root / 'shapes', num_train=4, num_val=2)
     return root
 
 
@@ -209,18 +207,10 @@ def test_two_cpu_processes_train_as_one_process_on_the_union(workspace, name):
 
 # ----------------------------------------------------------------- the tools' distributed set-up
 
-def _tools_common():
-    spec = importlib.util.spec_from_file_location('jtmm_tools_common_for_test',
-                                                  osp.join(REPO, 'tools', '_common.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU path')
 def test_cpu_config_uses_gloo_and_ddp_without_device_ids():
     from mmengine.config import Config
-    common = _tools_common()
+    common = load_tool('_common')
     cfg = Config.fromfile(CONFIGS['mixed'])
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'  # mmdet's default_runtime
     common.configure_distributed(cfg, 'pytorch')
@@ -249,7 +239,7 @@ def test_launcher_without_its_environment_is_a_clear_error(monkeypatch, launcher
                  'SLURM_LOCALID', 'OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE',
                  'OMPI_COMM_WORLD_LOCAL_RANK'):
         monkeypatch.delenv(name, raising=False)
-    common = _tools_common()
+    common = load_tool('_common')
     with pytest.raises(SystemExit) as exc:
         common.init_cpu_process_group(Config(dict(env_cfg=dict(dist_cfg=dict(backend='gloo')))),
                                       launcher)
