@@ -25,8 +25,7 @@ def _align_tool():
 
 def test_required_pairs_are_registered():
     assert {'clip_resnet', 'fpn', 'resnet', 'rpn_head', 'roi_head', 'faster_rcnn',
-            'jittor_heads'} <= set(
-        ALIGNMENT_PAIRS)
+            'jittor_heads', 'gfl', 'gfl_head'} <= set(ALIGNMENT_PAIRS)
 
 
 @pytest.mark.parametrize('name', ['clip_resnet', 'fpn', 'rpn_head', 'roi_head'])
