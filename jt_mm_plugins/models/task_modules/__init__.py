@@ -4,6 +4,7 @@ from .anchor_generator import AnchorGenerator
 from .assign_result import AssignResult
 from .atss_assigner import ATSSAssigner
 from .delta_xywh_coder import DeltaXYWHBBoxCoder, bbox2delta, delta2bbox
+from .dynamic_soft_label_assigner import DynamicSoftLabelAssigner
 from .distance_point_coder import DistancePointBBoxCoder, bbox2distance, distance2bbox
 from .iou2d_calculator import BboxOverlaps2D
 from .max_iou_assigner import MaxIoUAssigner
@@ -15,5 +16,6 @@ __all__ = [
     'JITTOR_TASK_UTILS', 'build_jittor_task_module', 'build_jittor_loss',
     'AnchorGenerator', 'DeltaXYWHBBoxCoder', 'bbox2delta', 'delta2bbox', 'DistancePointBBoxCoder',
     'bbox2distance', 'distance2bbox', 'BboxOverlaps2D', 'MaxIoUAssigner', 'ATSSAssigner',
+    'DynamicSoftLabelAssigner',
     'AssignResult', 'RandomSampler', 'PseudoSampler', 'SamplingResult'
 ]
