@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from jt_mm_plugins.bridge import register_jittor_module
+from jt_mm_plugins.bridge.bbox_head import BridgedBBoxHead
 from jt_mm_plugins.models.task_modules import build_jittor_loss, build_jittor_task_module
 from jt_mm_plugins.registry import JITTOR_MODELS
 from jt_mm_plugins.runtime import jt
@@ -64,7 +65,7 @@ def build_predictor(cfg: dict, in_features: int, out_features: int, owner: str,
                                                       out_features=out_features))
 
 
-@register_jittor_module()
+@register_jittor_module(bridge_base=BridgedBBoxHead)
 class JittorBBoxHead(jt.nn.Module):
     """Simplest RoI head, with only two fc layers for classification and regression respectively,
     in Jittor (mmdet's ``BBoxHead``, the box head of

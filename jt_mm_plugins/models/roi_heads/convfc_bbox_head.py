@@ -3,6 +3,7 @@
 from typing import Optional, Tuple
 
 from jt_mm_plugins.bridge import register_jittor_module
+from jt_mm_plugins.bridge.bbox_head import BridgedBBoxHead
 from jt_mm_plugins.models.layers.activation import relu
 from jt_mm_plugins.models.layers.conv_module import ConvModule
 from jt_mm_plugins.runtime import jt
@@ -10,7 +11,7 @@ from jt_mm_plugins.utils.errors import InputError
 from .bbox_head import JittorBBoxHead, xavier_uniform_init_
 
 
-@register_jittor_module()
+@register_jittor_module(bridge_base=BridgedBBoxHead)
 class JittorConvFCBBoxHead(JittorBBoxHead):
     r"""More general bbox head, with shared conv and fc layers and two optional separated branches,
     in Jittor (mmdet's ``ConvFCBBoxHead``, the box head of
@@ -189,7 +190,7 @@ class JittorConvFCBBoxHead(JittorBBoxHead):
         return cls_score, bbox_pred
 
 
-@register_jittor_module()
+@register_jittor_module(bridge_base=BridgedBBoxHead)
 class JittorShared2FCBBoxHead(JittorConvFCBBoxHead):
     """Two shared fcs then ``fc_cls``/``fc_reg``: the box head of mmdet's Faster R-CNN with
     `FPN <https://arxiv.org/abs/1612.03144>`_ (mmdet's ``Shared2FCBBoxHead``), in Jittor.
@@ -212,7 +213,7 @@ class JittorShared2FCBBoxHead(JittorConvFCBBoxHead):
             **kwargs)
 
 
-@register_jittor_module()
+@register_jittor_module(bridge_base=BridgedBBoxHead)
 class JittorShared4Conv1FCBBoxHead(JittorConvFCBBoxHead):
     """Four shared 3x3 convs and one shared fc then ``fc_cls``/``fc_reg`` (mmdet's
     ``Shared4Conv1FCBBoxHead``, used with GN in
