@@ -8,6 +8,7 @@ from .ghost_bottleneck import GhostBottleneck  # noqa: F401
 from .ghost_module import GhostModule  # noqa: F401
 from .norm import GroupNorm, build_norm_layer  # noqa: F401
 from .scale import Scale  # noqa: F401
+from . import transformer  # noqa: F401  (DETR encoder / decoder, attention, FFN, LN)
 
 from jt_mm_plugins.registry import JITTOR_MODELS  # noqa: E402
 from jt_mm_plugins.runtime import jt  # noqa: E402
