@@ -11,16 +11,15 @@ every (Leaky)ReLU after its module's first call, and a float64 Jittor GhostPAN i
 float64 reference on every output and gradient (1e-6 / 1e-5) after asserting that no float64
 decision lies within 1e-9 of its scale from its boundary.
 """
-import math
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from jt_mm_plugins.runtime import jt  # noqa: I001  (configures Jittor before anything imports it)
 import jt_mm_plugins  # noqa: F401  (registers GhostPAN in mmdet's MODELS)
 from jt_mm_plugins.alignment.compare import compare_modules, randomize_norm_statistics
+from jt_mm_plugins.alignment.nanodet_reference import RefGhostPAN
 from jt_mm_plugins.models.layers import DepthwiseConvModule, GhostModule
 from jt_mm_plugins.models.necks.ghost_pan import GhostPAN
 from mmdet.registry import MODELS
@@ -36,140 +35,6 @@ BATCH = 2
 # relative differences ~1 between any two runs). Not trained in the train-mode comparison
 # (requires_grad=False on every model), so not compared.
 ZERO_GRAD_BIASES = ('shortcut.1.bias', )
-
-
-# --------------------------------------------------------------------------------------------------
-# The reference, from the spec
-# --------------------------------------------------------------------------------------------------
-def torch_act(activation):
-    """NanoDet's activation names: LeakyReLU has slope 0.1."""
-    if activation is None:
-        return nn.Identity()
-    return {'LeakyReLU': lambda: nn.LeakyReLU(0.1), 'ReLU': nn.ReLU}[activation]()
-
-
-class RefConvModule(nn.Module):
-    """conv (bias without a norm) -> BN -> act."""
-
-    def __init__(self, cin, cout, k, stride=1, with_norm=True, activation='LeakyReLU'):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, k, stride, k // 2, bias=not with_norm)
-        self.bn = nn.BatchNorm2d(cout) if with_norm else None
-        self.act = torch_act(activation)
-
-    def forward(self, x):
-        x = self.conv(x)
-        return self.act(x if self.bn is None else self.bn(x))
-
-
-class RefDepthwiseConvModule(nn.Module):
-    """dw k x k conv -> BN -> act -> 1x1 conv -> BN -> act."""
-
-    def __init__(self, c, k, stride, activation):
-        super().__init__()
-        self.depthwise = nn.Conv2d(c, c, k, stride, k // 2, groups=c, bias=False)
-        self.dwnorm = nn.BatchNorm2d(c)
-        self.pointwise = nn.Conv2d(c, c, 1, bias=False)
-        self.pwnorm = nn.BatchNorm2d(c)
-        self.act = torch_act(activation)
-
-    def forward(self, x):
-        x = self.act(self.dwnorm(self.depthwise(x)))
-        return self.act(self.pwnorm(self.pointwise(x)))
-
-
-class RefGhostModule(nn.Module):
-    """1x1 conv to ceil(oup / 2) (BN, act), a cheap 3x3 depthwise conv of that (BN, act),
-    concatenated (first oup channels)."""
-
-    def __init__(self, inp, oup, activation):
-        super().__init__()
-        primary = math.ceil(oup / 2)
-        self.oup = oup
-        self.primary_conv = nn.Sequential(nn.Conv2d(inp, primary, 1, bias=False),
-                                          nn.BatchNorm2d(primary), torch_act(activation))
-        self.cheap_operation = nn.Sequential(
-            nn.Conv2d(primary, primary, 3, 1, 1, groups=primary, bias=False),
-            nn.BatchNorm2d(primary), torch_act(activation))
-
-    def forward(self, x):
-        x1 = self.primary_conv(x)
-        return torch.cat([x1, self.cheap_operation(x1)], 1)[:, :self.oup]
-
-
-class RefGhostBottleneck(nn.Module):
-    """ghost1 (act) -> ghost2 (no act) + shortcut (dw k x k + BN + 1x1 + BN when in != out)."""
-
-    def __init__(self, cin, mid, cout, k, activation):
-        super().__init__()
-        self.ghost1 = RefGhostModule(cin, mid, activation)
-        self.ghost2 = RefGhostModule(mid, cout, None)
-        self.shortcut = None if cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cin, k, 1, (k - 1) // 2, groups=cin, bias=False), nn.BatchNorm2d(cin),
-            nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        return self.ghost2(self.ghost1(x)) + (x if self.shortcut is None else self.shortcut(x))
-
-
-class RefGhostBlocks(nn.Module):
-    def __init__(self, cin, cout, expand, k, num_blocks, use_res, activation):
-        super().__init__()
-        self.blocks = nn.Sequential(*[
-            RefGhostBottleneck(cin if i == 0 else cout, int(cout * expand), cout, k, activation)
-            for i in range(num_blocks)])
-        self.reduce_conv = RefConvModule(cin, cout, 1, with_norm=False, activation=activation) \
-            if use_res else None
-
-    def forward(self, x):
-        out = self.blocks(x)
-        return out if self.reduce_conv is None else out + self.reduce_conv(x)
-
-
-class RefGhostPAN(nn.Module):
-    """Reduce (1x1 ConvModule per level), top-down (upsample, concatenate with the finer level,
-    GhostBlocks), bottom-up (stride-2 conv, concatenate with the coarser top-down map,
-    GhostBlocks), extra levels (stride-2 conv of the reduced coarsest input + stride-2 conv of the
-    last output)."""
-
-    def __init__(self, in_channels, out_channels, use_depthwise=False, kernel_size=5, expand=1,
-                 num_blocks=1, use_res=False, num_extra_level=0,
-                 upsample_cfg=dict(scale_factor=2, mode='bilinear'), activation='LeakyReLU'):
-        super().__init__()
-        c, k, n = out_channels, kernel_size, len(in_channels)
-
-        def down():
-            return RefDepthwiseConvModule(c, k, 2, activation) if use_depthwise else \
-                RefConvModule(c, c, k, 2, activation=activation)
-
-        def blocks():
-            return RefGhostBlocks(2 * c, c, expand, k, num_blocks, use_res, activation)
-
-        self.upsample = nn.Upsample(**upsample_cfg)
-        self.reduce_layers = nn.ModuleList(
-            [RefConvModule(cin, c, 1, activation=activation) for cin in in_channels])
-        self.top_down_blocks = nn.ModuleList([blocks() for _ in range(n - 1)])
-        self.downsamples = nn.ModuleList([down() for _ in range(n - 1)])
-        self.bottom_up_blocks = nn.ModuleList([blocks() for _ in range(n - 1)])
-        self.extra_lvl_in_conv = nn.ModuleList([down() for _ in range(num_extra_level)])
-        self.extra_lvl_out_conv = nn.ModuleList([down() for _ in range(num_extra_level)])
-
-    def forward(self, inputs):
-        reduced = [layer(x) for layer, x in zip(self.reduce_layers, inputs)]
-        n = len(reduced)
-        top_down = [reduced[-1]]  # coarsest first while building
-        for step in range(n - 1):
-            finer = reduced[n - 2 - step]
-            top_down.append(self.top_down_blocks[step](
-                torch.cat([self.upsample(top_down[-1]), finer], 1)))
-        top_down = top_down[::-1]  # finest first
-        outs = [top_down[0]]
-        for i in range(n - 1):
-            outs.append(self.bottom_up_blocks[i](
-                torch.cat([self.downsamples[i](outs[-1]), top_down[i + 1]], 1)))
-        for extra_in, extra_out in zip(self.extra_lvl_in_conv, self.extra_lvl_out_conv):
-            outs.append(extra_in(reduced[-1]) + extra_out(outs[-1]))
-        return tuple(outs)
 
 
 # --------------------------------------------------------------------------------------------------
