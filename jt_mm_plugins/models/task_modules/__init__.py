@@ -8,6 +8,7 @@ from .dynamic_soft_label_assigner import DynamicSoftLabelAssigner
 from .distance_point_coder import DistancePointBBoxCoder, bbox2distance, distance2bbox
 from .iou2d_calculator import BboxOverlaps2D
 from .max_iou_assigner import MaxIoUAssigner
+from .point_generator import MlvlPointGenerator
 from .pseudo_sampler import PseudoSampler
 from .random_sampler import RandomSampler
 from .sampling_result import SamplingResult
@@ -16,6 +17,6 @@ __all__ = [
     'JITTOR_TASK_UTILS', 'build_jittor_task_module', 'build_jittor_loss',
     'AnchorGenerator', 'DeltaXYWHBBoxCoder', 'bbox2delta', 'delta2bbox', 'DistancePointBBoxCoder',
     'bbox2distance', 'distance2bbox', 'BboxOverlaps2D', 'MaxIoUAssigner', 'ATSSAssigner',
-    'DynamicSoftLabelAssigner',
+    'DynamicSoftLabelAssigner', 'MlvlPointGenerator',
     'AssignResult', 'RandomSampler', 'PseudoSampler', 'SamplingResult'
 ]
