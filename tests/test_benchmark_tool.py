@@ -49,19 +49,20 @@ def test_bare_jittor_step_still_computes_every_gradient_after_the_bridge_replace
 
 def test_component_run_writes_json_and_markdown(tmp_path, capsys):
     out_json, out_md, out_png = tmp_path / 'bench.json', tmp_path / 'bench.md', tmp_path / 'b.png'
-    assert bench.main(['fpn', '--size', 'small', '--warmup', '1', '--iters', '2',
+    assert bench.main(['fpn', '--size', 'small', '--warmup', '1', '--iters', '2', '--memory-steps', '0',
                        '--json', str(out_json), '--markdown', str(out_md),
                        '--plot', str(out_png)]) == 0
     (result, ) = json.loads(out_json.read_text())
     assert result['component'] == 'fpn'
     for variant in ('pytorch', 'jittor', 'bridged'):
-        assert result[variant]['median_s'] > 0 and result[variant]['peak_rss_mb'] >= 0
+        assert result[variant]['median_s'] > 0 and 'peak_rss_mb' not in result[variant]
     assert result['jittor_vs_pytorch'] == pytest.approx(
         result['jittor']['median_s'] / result['pytorch']['median_s'])
     table = out_md.read_text()
     assert 'variants alternating' in table and 'OMP_WAIT_POLICY=' in table
     assert 'glibc malloc keeps freed memory: yes' in table
     assert table.count('\n| fpn |') == 1
+    assert 'peak memory: not measured' in table and '| - / - / - | - / - |' in table
     assert 'fpn' in capsys.readouterr().out
     assert out_png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
@@ -77,7 +78,7 @@ def test_plot_draws_each_ratio_against_pytorch(tmp_path):
 def test_jittor_kernel_profile_lists_the_step_kernels(tmp_path, capsys):
     out_json = tmp_path / 'bench.json'
     assert bench.main(['fpn', '--size', 'small', '--warmup', '1', '--iters', '1',
-                       '--profile-jittor', '3', '--json', str(out_json)]) == 0
+                       '--profile-jittor', '3', '--memory-steps', '0', '--json', str(out_json)]) == 0
     (result, ) = json.loads(out_json.read_text())
     kernels = result['jittor_kernels']
     assert kernels and all(k['ms'] >= 0 and k['calls'] >= 1 for k in kernels)
@@ -94,12 +95,58 @@ def test_detector_run_times_both_detectors(tmp_path):
     out_json = tmp_path / 'det.json'
     assert bench.main(['--detector', 'faster_rcnn_r18_demo', '--detector-batch', '1',
                        '--detector-image-size', '128', '--warmup', '1', '--iters', '1',
-                       '--json', str(out_json)]) == 0
+                       '--memory-steps', '0', '--json', str(out_json)]) == 0
     (result, ) = json.loads(out_json.read_text())
     assert result['component'] == 'detector: faster_rcnn_r18_demo'
     assert result['shapes'] == [[1, 3, 128, 128]]
     assert result['bridged_vs_pytorch'] == pytest.approx(
         result['bridged']['median_s'] / result['pytorch']['median_s'])
+
+
+def test_peak_rss_sees_memory_touched_inside_the_block():
+    import mmap
+    with bench.PeakRSS() as mem:
+        # 64 MB of fresh pages, written so that they are resident (a malloc'ed block could reuse
+        # pages the allocator keeps resident from earlier tests, which the RSS rightly ignores)
+        block = mmap.mmap(-1, 64 * 2**20)
+        for offset in range(0, len(block), 4096):
+            block[offset] = 1
+        block.close()
+    assert 60 * 2**20 < mem.growth < 200 * 2**20
+
+
+def test_peak_memory_is_measured_in_a_fresh_process_per_variant():
+    args = bench.parse_args(['fpn', '--size', 'small', '--memory-steps', '1'])
+    result = {'component': 'fpn', 'shapes': [[1]], 'pytorch': {'median_s': 1.0},
+              'jittor': {'median_s': 1.0}, 'bridged': {'median_s': 1.0},
+              'bridge_overhead': 0.0, 'jittor_vs_pytorch': 1.0, 'bridged_vs_pytorch': 1.0}
+    probes = []
+    real_probe = bench.fresh_process_peak_memory
+
+    def probe(kind, name, variant, args):
+        probes.append((kind, name, variant))
+        if variant == 'jittor':  # one real child process; the others as stand-ins
+            return real_probe(kind, name, variant, args)
+        return {'peak_mb': 10.0}
+
+    bench.fresh_process_peak_memory = probe
+    try:
+        bench.add_peak_memory(result, 'component', 'fpn', args)
+    finally:
+        bench.fresh_process_peak_memory = real_probe
+    assert probes == [('component', 'fpn', v) for v in ('pytorch', 'jittor', 'bridged')]
+    jittor_mb = result['jittor']['peak_rss_mb']
+    assert jittor_mb > 0  # the Jittor step allocates its activations and gradients
+    assert result['jittor_memory_vs_pytorch'] == pytest.approx(jittor_mb / 10.0)
+    assert result['bridged_memory_vs_pytorch'] == pytest.approx(1.0)
+    row = bench.to_markdown([result], 'h').splitlines()[-1]
+    assert row.endswith(f'| 10 / {jittor_mb:.0f} / 10 | {jittor_mb / 10:.2f}x / 1.00x |')
+
+
+def test_a_failing_memory_probe_names_itself():
+    args = bench.parse_args(['fpn', '--size', 'small', '--memory-steps', '1'])
+    with pytest.raises(RuntimeError, match=r'memory probe of fpn \(no_such_variant\) failed'):
+        bench.fresh_process_peak_memory('component', 'fpn', 'no_such_variant', args)
 
 
 @pytest.mark.parametrize('name', sorted(bench.DETECTOR_PAIRS))
@@ -118,7 +165,8 @@ def test_every_detector_pair_is_the_same_detector_twice(name):
 @pytest.mark.parametrize('argv, message', [
     (['no_such_component'], 'no_such_component'),
     (['fpn', '--iters', '0'], '--iters must be >= 1'),
-    (['fpn', '--profile-jittor', '-1'], '--profile-jittor >= 0'),
+    (['fpn', '--profile-jittor', '-1'], '--profile-jittor and --memory-steps >= 0'),
+    (['fpn', '--memory-steps', '-1'], '--profile-jittor and --memory-steps >= 0'),
 ])
 def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
     assert bench.main(argv) == 2

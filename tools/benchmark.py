@@ -9,11 +9,14 @@ three variants run one forward + backward step:
 
 Each variant is warmed up alone (Jittor compiles kernels on first use); then the timed steps alternate
 between the variants, round by round, with synchronisation, and the median per variant is reported.
-Peak memory is the largest resident-set growth over the variant's warm-up steps, sampled every
-millisecond by a background thread, from a baseline taken after ``gc.collect()`` and ``jt.gc()``.
-Allocator caches make this an indication, not an exact figure: memory an earlier variant freed to a
-cache is not counted again. The header records the machine, threads, ``OMP_WAIT_POLICY`` and the load
-average when the run started: numbers taken on a busy machine say so.
+
+Peak memory is measured per variant in a fresh process of its own (``--memory-steps`` steps, 0 skips it):
+the process builds the same models and inputs, then runs only that variant's steps, and reports the peak
+resident set during those steps above the resident set just before them (the kernel's high-water mark
+``ru_maxrss`` where the steps raised it, else a 1 ms sampler). A fresh process per variant keeps one
+framework's allocator caches from hiding the other's memory, which an in-process reading cannot. The
+header records the machine, threads, ``OMP_WAIT_POLICY`` and the load average when the run started:
+numbers taken on a busy machine say so.
 
     python tools/benchmark.py                       # all components, real sizes
     python tools/benchmark.py clip_resnet --iters 20 --markdown bench.md
@@ -26,7 +29,9 @@ import importlib.util
 import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -54,7 +59,9 @@ _COMMON_SPEC.loader.exec_module(common)
 
 
 class PeakRSS:
-    """Context manager measuring the peak resident-set growth (bytes) while it is active."""
+    """Context manager measuring the peak resident-set growth (bytes) while it is active: the
+    process's high-water mark (``ru_maxrss``) if the block raised it, else the largest of the
+    resident sets sampled every ``interval`` seconds by a background thread."""
 
     def __init__(self, interval: float = 0.001):
         self.interval = interval
@@ -69,8 +76,13 @@ class PeakRSS:
             self.peak = max(self.peak, self._rss())
             time.sleep(self.interval)
 
+    @staticmethod
+    def _high_water() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
+
     def __enter__(self):
         self.base = self.peak = self._rss()
+        self._high_water_before = self._high_water()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -79,6 +91,9 @@ class PeakRSS:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        high_water = self._high_water()
+        if high_water > self._high_water_before:
+            self.peak = max(self.peak, high_water)
         self.growth = max(self.peak - self.base, 0)
 
 
@@ -123,21 +138,16 @@ def _jittor_step(module, inputs: List) -> Callable[[], None]:
 
 
 def _time(steps: Dict[str, Callable[[], None]], warmup: int, iters: int, label: str) -> Dict:
-    """Per variant: median step time and peak resident-set growth.
+    """Per variant: the median step time.
 
-    Each variant first runs its warm-up steps alone (Jittor compiles kernels then), under a
-    resident-set probe from a baseline taken after freeing what earlier variants left in Jittor's
-    and Python's caches. The timed steps then alternate between the variants, round by round, so
-    that a change in machine load hits every variant alike instead of whichever ran at the time.
+    Each variant first runs its warm-up steps alone (Jittor compiles kernels then). The timed steps
+    then alternate between the variants, round by round, so that a change in machine load hits every
+    variant alike instead of whichever ran at the time.
     """
-    peaks, times = {}, {variant: [] for variant in steps}
-    for variant, step in steps.items():
-        gc.collect()
-        jt.gc()
-        with PeakRSS() as mem:
-            for _ in range(max(warmup, 1)):
-                step()
-        peaks[variant] = mem.growth
+    times = {variant: [] for variant in steps}
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
     for _ in range(iters):
         for variant, step in steps.items():
             start = time.perf_counter()
@@ -146,9 +156,62 @@ def _time(steps: Dict[str, Callable[[], None]], warmup: int, iters: int, label: 
     result = {}
     for variant in steps:
         seconds = statistics.median(times[variant])
-        result[variant] = {'median_s': seconds, 'peak_rss_mb': peaks[variant] / 2**20}
-        print(f'  {label:<12} {variant:<8} median {seconds * 1e3:9.1f} ms   '
-              f'peak +{peaks[variant] / 2**20:8.1f} MB', flush=True)
+        result[variant] = {'median_s': seconds}
+        print(f'  {label:<12} {variant:<8} median {seconds * 1e3:9.1f} ms', flush=True)
+    return result
+
+
+MEMORY_PROBE_TAG = 'benchmark-memory-probe: '
+
+
+def probe_peak_memory(kind: str, name: str, variant: str, args) -> Dict:
+    """In this process (meant to be a fresh one): build the pair or detector as the timing run
+    does, then run ``args.memory_steps`` steps of ``variant`` alone under ``PeakRSS``."""
+    if kind == 'component':
+        steps, _ = pair_steps(name, args.size, not args.eval_mode)
+    else:
+        steps, _ = detector_steps(name, args.detector_batch, args.detector_image_size)
+    step = steps[variant]
+    del steps  # the other variants' closures (their inputs) are not part of this variant's memory
+    gc.collect()
+    jt.gc()
+    with PeakRSS() as mem:
+        for _ in range(args.memory_steps):
+            step()
+    return {'peak_mb': mem.growth / 2**20, 'before_mb': mem.base / 2**20}
+
+
+def fresh_process_peak_memory(kind: str, name: str, variant: str, args) -> Dict:
+    """``probe_peak_memory`` in a new Python process; a failure names the probe and shows its end."""
+    command = [sys.executable, os.path.abspath(__file__), '--memory-probe', f'{kind}:{name}:{variant}',
+               '--size', args.size, '--memory-steps', str(args.memory_steps),
+               '--detector-batch', str(args.detector_batch),
+               '--detector-image-size', str(args.detector_image_size)]
+    command += ['--eval-mode'] if args.eval_mode else []
+    done = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(MEMORY_PROBE_TAG)]
+    if done.returncode != 0 or not lines:
+        tail = '\n'.join((done.stdout + done.stderr).splitlines()[-15:])
+        raise RuntimeError(f'benchmark: the memory probe of {name} ({variant}) failed '
+                           f'(exit {done.returncode}):\n{tail}')
+    result = json.loads(lines[-1][len(MEMORY_PROBE_TAG):])
+    print(f'  {name:<12} {variant:<8} peak +{result["peak_mb"]:8.1f} MB (fresh process, '
+          f'{args.memory_steps} steps)', flush=True)
+    return result
+
+
+def add_peak_memory(result: Dict, kind: str, name: str, args) -> Dict:
+    """Peak memory of each timed variant of ``result``, a fresh process each, and the ratios."""
+    if args.memory_steps <= 0:
+        return result
+    for variant in ('pytorch', 'jittor', 'bridged'):
+        if variant in result:
+            result[variant]['peak_rss_mb'] = fresh_process_peak_memory(kind, name, variant,
+                                                                       args)['peak_mb']
+    pytorch_mb = max(result['pytorch']['peak_rss_mb'], 1e-3)
+    for variant in ('jittor', 'bridged'):
+        if variant in result:
+            result[f'{variant}_memory_vs_pytorch'] = result[variant]['peak_rss_mb'] / pytorch_mb
     return result
 
 
@@ -175,8 +238,8 @@ def format_kernel_profile(name: str, kernels: List[Dict], top: int) -> str:
     return '\n'.join(lines)
 
 
-def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool,
-                   profile_top: int = 0) -> Dict:
+def pair_steps(name: str, size: str, training: bool):
+    """The three variants' step functions of an alignment pair, and the input shapes."""
     candidate, reference, inputs = get_pair(name).build(size, 0)
     candidate.train(training)
     reference.train(training)
@@ -185,7 +248,13 @@ def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool
         'jittor': _jittor_step(candidate.jittor_module, inputs),
         'bridged': _torch_step(candidate, inputs),
     }
-    result = {'component': name, 'size': size, 'shapes': [list(x.shape) for x in leaves(inputs)]}
+    return steps, [list(x.shape) for x in leaves(inputs)]
+
+
+def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool,
+                   profile_top: int = 0) -> Dict:
+    steps, shapes = pair_steps(name, size, training)
+    result = {'component': name, 'size': size, 'shapes': shapes}
     result.update(_time(steps, warmup, iters, name))
     result['bridge_overhead'] = result['bridged']['median_s'] / result['jittor']['median_s'] - 1
     result['jittor_vs_pytorch'] = result['jittor']['median_s'] / result['pytorch']['median_s']
@@ -236,8 +305,9 @@ def _detector_batch(model, batch_size: int, image_size: int):
     return model.data_preprocessor({'inputs': images, 'data_samples': samples}, True)
 
 
-def benchmark_detector(name: str, warmup: int, iters: int, batch_size: int,
-                       image_size: int) -> Dict:
+def detector_steps(name: str, batch_size: int, image_size: int):
+    """Training-step functions of a detector pair (``pytorch``: the all-PyTorch twin, ``bridged``:
+    the one with Jittor parts, its weights loaded from the twin) and the batch shape."""
     import copy
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
@@ -249,8 +319,6 @@ def benchmark_detector(name: str, warmup: int, iters: int, batch_size: int,
     candidate = MODELS.build(Config.fromfile(jittor_cfg).model)
     candidate.load_state_dict(reference.state_dict(), strict=True)
     data = _detector_batch(reference, batch_size, image_size)
-    result = {'component': f'detector: {name}', 'size': f'{batch_size}x3x{image_size}x{image_size}',
-              'shapes': [list(data['inputs'].shape)]}
 
     def training_step(model):
         model.train()
@@ -261,31 +329,53 @@ def benchmark_detector(name: str, warmup: int, iters: int, batch_size: int,
             model.parse_losses(losses)[0].backward()
         return step
 
-    result.update(_time({'pytorch': training_step(reference), 'bridged': training_step(candidate)},
-                        warmup, iters, name))
+    steps = {'pytorch': training_step(reference), 'bridged': training_step(candidate)}
+    return steps, [list(data['inputs'].shape)]
+
+
+def benchmark_detector(name: str, warmup: int, iters: int, batch_size: int,
+                       image_size: int) -> Dict:
+    steps, shapes = detector_steps(name, batch_size, image_size)
+    result = {'component': f'detector: {name}', 'size': f'{batch_size}x3x{image_size}x{image_size}',
+              'shapes': shapes}
+    result.update(_time(steps, warmup, iters, name))
     result['bridged_vs_pytorch'] = result['bridged']['median_s'] / result['pytorch']['median_s']
     return result
+
+
+def _memory_cells(r: Dict) -> str:
+    """'peak MB (PyTorch / Jittor / bridged)' and 'memory vs PyTorch' cells ('-' where not measured)."""
+    def mb(variant):
+        value = r.get(variant, {}).get('peak_rss_mb')
+        return '-' if value is None else f'{value:.0f}'
+
+    def ratio(variant):
+        value = r.get(f'{variant}_memory_vs_pytorch')
+        return '-' if value is None else f'{value:.2f}x'
+
+    return (f"{mb('pytorch')} / {mb('jittor')} / {mb('bridged')} "
+            f"| {ratio('jittor')} / {ratio('bridged')}")
 
 
 def to_markdown(results: List[Dict], header: str) -> str:
     lines = [header, '',
              '| component | input shapes | PyTorch ms | Jittor ms | bridged ms | bridge overhead '
-             '| Jittor / PyTorch | bridged / PyTorch | peak MB (PyTorch / Jittor / bridged) |',
-             '|---|---|---|---|---|---|---|---|---|']
+             '| Jittor / PyTorch | bridged / PyTorch | peak MB, fresh process (PyTorch / Jittor / '
+             'bridged) | peak memory vs PyTorch (Jittor / bridged) |',
+             '|---|---|---|---|---|---|---|---|---|---|']
     for r in results:
         shapes = ', '.join('x'.join(map(str, s)) for s in r['shapes'])
         if 'jittor' not in r:  # detector level: the whole detector runs in Jittor, bridged once
             lines.append(
                 f"| {r['component']} | {shapes} | {r['pytorch']['median_s'] * 1e3:.1f} | - "
                 f"| {r['bridged']['median_s'] * 1e3:.1f} | - | - | {r['bridged_vs_pytorch']:.2f}x "
-                f"| {r['pytorch']['peak_rss_mb']:.0f} / - / {r['bridged']['peak_rss_mb']:.0f} |")
+                f"| {_memory_cells(r)} |")
             continue
         lines.append(
             f"| {r['component']} | {shapes} | {r['pytorch']['median_s'] * 1e3:.1f} "
             f"| {r['jittor']['median_s'] * 1e3:.1f} | {r['bridged']['median_s'] * 1e3:.1f} "
             f"| {r['bridge_overhead'] * 100:+.1f}% | {r['jittor_vs_pytorch']:.2f}x "
-            f"| {r['bridged_vs_pytorch']:.2f}x | {r['pytorch']['peak_rss_mb']:.0f} / "
-            f"{r['jittor']['peak_rss_mb']:.0f} / {r['bridged']['peak_rss_mb']:.0f} |")
+            f"| {r['bridged_vs_pytorch']:.2f}x | {_memory_cells(r)} |")
     return '\n'.join(lines)
 
 
@@ -336,6 +426,10 @@ def parse_args(argv=None):
     parser.add_argument('--profile-jittor', type=int, default=0, metavar='N',
                         help='after timing, profile the bare Jittor step of each component with '
                              "Jittor's profiler and print its N most expensive kernels")
+    parser.add_argument('--memory-steps', type=int, default=3, metavar='N',
+                        help='peak memory of each variant over N steps, in a fresh process each '
+                             '(0: do not measure memory)')
+    parser.add_argument('--memory-probe', metavar='KIND:NAME:VARIANT', help=argparse.SUPPRESS)
     parser.add_argument('--json', help='write the raw results here')
     parser.add_argument('--markdown', help='write the README table here')
     parser.add_argument('--plot', metavar='FILE.png',
@@ -346,10 +440,14 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     allocator_tuned = common.tune_cpu_allocator()
     args = parse_args(argv)
-    if args.iters < 1 or args.warmup < 0 or args.profile_jittor < 0:
-        print('benchmark: --iters must be >= 1, --warmup and --profile-jittor >= 0',
+    if args.iters < 1 or min(args.warmup, args.profile_jittor, args.memory_steps) < 0:
+        print('benchmark: --iters must be >= 1, --warmup, --profile-jittor and --memory-steps >= 0',
               file=sys.stderr)
         return 2
+    if args.memory_probe:  # the child process of fresh_process_peak_memory
+        kind, name, variant = args.memory_probe.split(':')
+        print(MEMORY_PROBE_TAG + json.dumps(probe_peak_memory(kind, name, variant, args)), flush=True)
+        return 0
     try:
         names = [get_pair(n).name for n in (args.components or
                                             ([] if args.detector else list(COMPONENTS)))]
@@ -362,12 +460,16 @@ def main(argv=None) -> int:
               f'warm-up, variants alternating; {"eval" if args.eval_mode else "train"} mode; '
               f'forward + backward; OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "unset")}; '
               f'glibc malloc keeps freed memory: {"yes" if allocator_tuned else "no"}; '
-              f'load average at start {os.getloadavg()[0]:.2f}.')
+              f'load average at start {os.getloadavg()[0]:.2f}; peak memory: '
+              + (f'{args.memory_steps} steps per variant in a fresh process each.'
+                 if args.memory_steps else 'not measured.'))
     print(header, flush=True)
-    results = [benchmark_pair(n, args.size, args.warmup, args.iters, not args.eval_mode,
-                              args.profile_jittor) for n in names]
-    results += [benchmark_detector(n, args.warmup, args.iters, args.detector_batch,
-                                   args.detector_image_size) for n in args.detector]
+    results = [add_peak_memory(benchmark_pair(n, args.size, args.warmup, args.iters,
+                                              not args.eval_mode, args.profile_jittor),
+                               'component', n, args) for n in names]
+    results += [add_peak_memory(benchmark_detector(n, args.warmup, args.iters, args.detector_batch,
+                                                   args.detector_image_size),
+                                'detector', n, args) for n in args.detector]
     table = to_markdown(results, header)
     print('\n' + table)
     if args.json:
