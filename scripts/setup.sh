@@ -30,7 +30,7 @@ command -v g++ >/dev/null || die "g++ not found. Jittor compiles its kernels wit
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found; set PYTHON=/path/to/python3.11"
 
 # The stamp covers everything that decides the environment's content.
-want_stamp="$(cat requirements.txt scripts/setup.sh setup.py | sha256sum | cut -c1-16)"
+want_stamp="$(cat requirements.txt requirements-test.txt scripts/setup.sh setup.py | sha256sum | cut -c1-16)"
 if [[ -z "${JTMM_FORCE_SETUP:-}" && -f "$STAMP" && "$(cat "$STAMP")" == "$want_stamp" ]]; then
     # Cheap sanity check: the package imports with Jittor configured (compile cache already warm).
     if "$PY" -c "import jt_mm_plugins" >/dev/null 2>&1; then
@@ -105,6 +105,7 @@ log "installing the rest of requirements.txt"
 grep -v '^jittor==' requirements.txt > "$VENV/requirements-without-jittor.txt"
 "${PIP[@]}" -q "${FIND_LINKS[@]}" -r "$VENV/requirements-without-jittor.txt" tqdm pillow astunparse
 "${PIP[@]}" -q --no-deps --no-build-isolation -e .
+"${PIP[@]}" -q --no-deps -r requirements-test.txt  # test-only references (see the file)
 "$PY" -c "import jittor_utils, sys; assert jittor_utils.__file__.startswith('$JITTOR_SITE'), \
     f'jittor is imported from {jittor_utils.__file__}, not the shared $JITTOR_SITE'" || \
     die "the shared Jittor install is shadowed; remove other jittor copies from $VENV"
