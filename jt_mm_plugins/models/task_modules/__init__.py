@@ -6,7 +6,10 @@ from .atss_assigner import ATSSAssigner
 from .delta_xywh_coder import DeltaXYWHBBoxCoder, bbox2delta, delta2bbox
 from .dynamic_soft_label_assigner import DynamicSoftLabelAssigner
 from .distance_point_coder import DistancePointBBoxCoder, bbox2distance, distance2bbox
+from .hungarian_assigner import HungarianAssigner
 from .iou2d_calculator import BboxOverlaps2D
+from .match_cost import (BBoxL1Cost, ClassificationCost, FocalLossCost, IoUCost,
+                         bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh)
 from .max_iou_assigner import MaxIoUAssigner
 from .point_generator import MlvlPointGenerator
 from .pseudo_sampler import PseudoSampler
@@ -14,6 +17,8 @@ from .random_sampler import RandomSampler
 from .sampling_result import SamplingResult
 
 __all__ = [
+    'HungarianAssigner', 'BBoxL1Cost', 'ClassificationCost', 'FocalLossCost', 'IoUCost',
+    'bbox_cxcywh_to_xyxy', 'bbox_xyxy_to_cxcywh',
     'JITTOR_TASK_UTILS', 'build_jittor_task_module', 'build_jittor_loss',
     'AnchorGenerator', 'DeltaXYWHBBoxCoder', 'bbox2delta', 'delta2bbox', 'DistancePointBBoxCoder',
     'bbox2distance', 'distance2bbox', 'BboxOverlaps2D', 'MaxIoUAssigner', 'ATSSAssigner',
