@@ -19,6 +19,14 @@ def test_growth_is_measured_from_the_end_of_warm_up():
         memory_check.growth_report([1, 2], warmup=2)
 
 
+def test_the_config_warm_up_is_kept_and_epoch_schedules_dropped():
+    warm_up = dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=50)
+    steps = dict(type='MultiStepLR', begin=0, end=4, by_epoch=True, milestones=[3])
+    assert memory_check.iteration_schedulers([warm_up, steps]) == [warm_up]
+    assert memory_check.iteration_schedulers(steps) == []  # mmengine's by_epoch default is True
+    assert memory_check.iteration_schedulers(None) == []
+
+
 def test_bad_arguments_exit_2(tmp_path, capsys):
     assert memory_check.main([str(tmp_path / 'missing.py'), '--iters', '4', '--warmup', '1']) == 2
     assert 'not found' in capsys.readouterr().err

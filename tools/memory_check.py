@@ -1,6 +1,7 @@
 """Is training memory flat? Train a config for N iterations and watch the resident set size.
 
-Runs the config's training (no validation, no checkpoints, a constant learning rate) for ``--iters``
+Runs the config's training (no validation, no checkpoints; the config's iteration-based warm-up, then a
+constant learning rate: epoch-based schedules do not apply to an iteration count) for ``--iters``
 iterations in this process and samples the process's RSS after every iteration. After ``--warmup``
 iterations (Jittor compiles kernels, allocators fill their caches) the RSS should stay flat: the
 report gives the RSS at the end of warm-up, at the end, the largest, and the growth in percent over
@@ -33,6 +34,16 @@ def growth_report(rss_mb: Sequence[float], warmup: int) -> Dict[str, float]:
     base, after = rss_mb[warmup - 1], rss_mb[warmup:]
     return dict(warmup_end_mb=base, last_mb=after[-1], max_mb=max(after),
                 growth=after[-1] / base - 1, max_growth=max(after) / base - 1)
+
+
+def iteration_schedulers(param_scheduler) -> List[dict]:
+    """The iteration-based schedulers (``by_epoch=False``, e.g. a linear warm-up) of a config's
+    ``param_scheduler`` (a dict or a list); without its warm-up a demo started from random weights
+    at the full learning rate can diverge in the first iterations."""
+    if param_scheduler is None:
+        return []
+    schedulers = [param_scheduler] if isinstance(param_scheduler, dict) else list(param_scheduler)
+    return [dict(s) for s in schedulers if s.get('by_epoch', True) is False]
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -70,7 +81,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for key in ('val_cfg', 'val_dataloader', 'val_evaluator', 'test_cfg', 'test_dataloader',
                 'test_evaluator'):
         cfg[key] = None
-    cfg.param_scheduler = []  # a constant learning rate: epoch-based schedules do not apply
+    cfg.param_scheduler = iteration_schedulers(cfg.get('param_scheduler'))
     cfg.default_hooks.checkpoint = None
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=max(1, args.iters // 20))
 
