@@ -169,7 +169,7 @@ class DynamicSoftLabelAssigner:
         onehot = (gt_labels.reshape(1, -1, 1).int32() ==
                   jt.arange(num_classes).int32().reshape(1, 1, -1)).float32()
         soft_label = onehot * ious.unsqueeze(-1)  # (num_valid, num_gt, C)
-        z = scores.float32().unsqueeze(1).broadcast((num_valid, num_gt, num_classes))
+        z = scores.unsqueeze(1).broadcast((num_valid, num_gt, num_classes))
         bce = jt.maximum(z, 0) - z * soft_label + jt.log(1 + jt.exp(-z.abs()))
         cost = cost + (bce * (soft_label - z.sigmoid()).sqr()).sum(dim=-1)
         if self.soft_center_radius is not None:

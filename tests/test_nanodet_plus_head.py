@@ -1,0 +1,304 @@
+"""``NanoDetPlusHead`` + ``SimpleConvHead`` (Jittor, bridged) against a plain-torch reference of
+NanoDet-Plus's head forward and losses written here from the spec
+(../shared/specs/seed-systems.md sections 4.3-4.4), identical weights.
+
+The reference: per-level depthwise towers and 1x1 ``gfl_cls`` (split into class logits and box
+distributions), the aux head's GN towers; priors ``(x * s, y * s)`` without offset; expected
+distances (softmax times the bins) times the stride; the assignment of both heads from the aux
+head's detached predictions by mmdet's ``DynamicSoftLabelAssigner`` with its centre prior
+switched off (radius 1000: the prior underflows to exactly 0, which is NanoDet-Plus's cost, see
+tests/test_dynamic_soft_label_assigner.py); QFL with the assigned IoU, normalised by the positives;
+GIoU (weight 2) and DFL (0.25, targets distance / stride clamped to reg_max - 0.1) weighted by each
+positive's max class probability, normalised by its sum (mmdet's loss functions).
+
+``compare_modules`` compares outputs and losses (1e-4 max abs), the gradients of the features of
+both heads and of every parameter (1e-3 relative), train mode, and a float64 Jittor twin against
+the float64 reference (1e-6 / 1e-5) after asserting the float64 LeakyReLU margins. The assignment
+is a discrete decision: its float64 margins are asserted (every dynamic k, top-k cut and
+conflict decided by more than 1e-3), so both float32 runs take the same one.
+"""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jt_mm_plugins.runtime import jt  # noqa: I001  (configures Jittor before anything imports it)
+import jt_mm_plugins  # noqa: F401
+from jt_mm_plugins.alignment.compare import compare_modules, randomize_norm_statistics
+from jt_mm_plugins.alignment.nanodet_reference import RefDepthwiseConvModule, torch_act
+from jt_mm_plugins.bridge import register_jittor_module
+from jt_mm_plugins.models.dense_heads import NanoDetPlusHead, SimpleConvHead
+from jt_mm_plugins.utils.errors import InputError
+from mmdet.models.losses import DistributionFocalLoss, GIoULoss, QualityFocalLoss
+from mmdet.models.task_modules.assigners import DynamicSoftLabelAssigner as MMDetDSLA
+from mmengine.structures import InstanceData
+
+from alignment_checks import assert_aligned, bridged_twins, randomise_convs_
+from test_dynamic_soft_label_assigner import assert_decided
+
+NUM_CLASSES, REG_MAX, STRIDES, CH, IMG = 3, 7, (8, 16), 8, 64
+HEAD = dict(num_classes=NUM_CLASSES, in_channels=CH, feat_channels=CH, stacked_convs=2,
+            kernel_size=5, strides=STRIDES, reg_max=REG_MAX)
+AUX = dict(num_classes=NUM_CLASSES, input_channel=2 * CH, feat_channels=CH, stacked_convs=2,
+           strides=STRIDES, reg_max=REG_MAX, norm_cfg=dict(type='GN', num_groups=4))
+# image 0: three boxes; image 1: none
+GTS = [(np.array([[4, 4, 40, 30], [20, 20, 60, 60], [30, 2, 62, 20]], np.float32),
+        np.array([0, 2, 1], np.int64)),
+       (np.zeros((0, 4), np.float32), np.zeros((0, ), np.int64))]
+METAS = [dict(img_shape=(IMG, IMG), pad_shape=(IMG, IMG), scale_factor=(1., 1.))] * 2
+CAPTURED = []  # (cost, ious) of every float64 reference assignment
+
+
+# --------------------------------------------------------------------------------------------------
+# The reference, from the spec
+# --------------------------------------------------------------------------------------------------
+class RefHead(nn.Module):
+    """Per level: stacked DW k5 modules (BN, LeakyReLU 0.1), then a 1x1 conv to C + 4 (R + 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cls_convs = nn.ModuleList([
+            nn.ModuleList([RefDepthwiseConvModule(CH, 5, 1, 'LeakyReLU') for _ in range(2)])
+            for _ in STRIDES])
+        self.gfl_cls = nn.ModuleList(
+            [nn.Conv2d(CH, NUM_CLASSES + 4 * (REG_MAX + 1), 1) for _ in STRIDES])
+        self.distribution_project = nn.Module()
+        self.distribution_project.register_buffer('project',
+                                                  torch.linspace(0, REG_MAX, REG_MAX + 1))
+
+    def forward(self, feats):
+        outs = []
+        for x, tower, conv in zip(feats, self.cls_convs, self.gfl_cls):
+            for m in tower:
+                x = m(x)
+            outs.append(conv(x))
+        return ([o[:, :NUM_CLASSES] for o in outs], [o[:, NUM_CLASSES:] for o in outs])
+
+
+class RefConvGN(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
+        self.gn = nn.GroupNorm(4, cout)
+        self.act = torch_act('LeakyReLU')
+
+    def forward(self, x):
+        return self.act(self.gn(self.conv(x)))
+
+
+class RefScale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, x):
+        return x * self.scale
+
+
+class RefAuxHead(nn.Module):
+    """Separate cls / reg towers of 3x3 conv + GN + LeakyReLU, 3x3 gfl_cls, 3x3 gfl_reg, a Scale
+    per level."""
+
+    def __init__(self):
+        super().__init__()
+        self.cls_convs = nn.ModuleList([RefConvGN(2 * CH if i == 0 else CH, CH) for i in range(2)])
+        self.reg_convs = nn.ModuleList([RefConvGN(2 * CH if i == 0 else CH, CH) for i in range(2)])
+        self.gfl_cls = nn.Conv2d(CH, NUM_CLASSES, 3, padding=1)
+        self.gfl_reg = nn.Conv2d(CH, 4 * (REG_MAX + 1), 3, padding=1)
+        self.scales = nn.ModuleList([RefScale() for _ in STRIDES])
+
+    def forward(self, feats):
+        cls_scores, bbox_preds = [], []
+        for x, scale in zip(feats, self.scales):
+            c, r = x, x
+            for m in self.cls_convs:
+                c = m(c)
+            for m in self.reg_convs:
+                r = m(r)
+            cls_scores.append(self.gfl_cls(c))
+            bbox_preds.append(scale(self.gfl_reg(r)))
+        return cls_scores, bbox_preds
+
+
+class CapturingDSLA(MMDetDSLA):
+    """mmdet's assigner; records the float64 costs (and makes its float64 path run)."""
+
+    def dynamic_k_matching(self, cost, pairwise_ious, num_gt, valid_mask):
+        if cost.dtype == torch.float64:
+            CAPTURED.append((cost.clone(), pairwise_ious.clone()))
+        ious, inds = super().dynamic_k_matching(cost, pairwise_ious, num_gt, valid_mask)
+        return ious.float(), inds
+
+
+def ref_losses(project, cls_list, reg_list, aux_cls_list, aux_reg_list):
+    """NanoDet-Plus's loss with AGM, from the spec, on per-level outputs."""
+    num_imgs = cls_list[0].shape[0]
+    priors = []
+    for (h, w), s in zip([c.shape[-2:] for c in cls_list], STRIDES):
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
+        xy = torch.stack([xs.flatten(), ys.flatten()], -1) * s
+        priors.append(torch.cat([xy, torch.full_like(xy, s)], -1))
+    priors = torch.cat(priors).to(cls_list[0].dtype)
+
+    def flat(levels):
+        return torch.cat([p.flatten(2) for p in levels], 2).permute(0, 2, 1)
+
+    def decode(reg):
+        probs = F.softmax(reg.reshape(num_imgs, -1, 4, REG_MAX + 1), -1)
+        dist = (probs * project.to(reg.dtype)).sum(-1) * priors[None, :, 2:3]
+        return torch.cat([priors[None, :, :2] - dist[..., :2], priors[None, :, :2] + dist[..., 2:]],
+                         -1)
+
+    heads = {'': (flat(cls_list), flat(reg_list)), 'aux_': (flat(aux_cls_list), flat(aux_reg_list))}
+    boxes = {k: decode(reg) for k, (_, reg) in heads.items()}
+    assigner = CapturingDSLA(soft_center_radius=1000.0, topk=13, iou_weight=3.0)
+    n = priors.shape[0]
+    labels = torch.full((num_imgs, n), NUM_CLASSES, dtype=torch.long)
+    scores = torch.zeros(num_imgs, n, dtype=priors.dtype)
+    bbox_t = torch.zeros(num_imgs, n, 4, dtype=priors.dtype)
+    for i, (gt_b, gt_l) in enumerate(GTS):
+        if len(gt_b) == 0:
+            continue
+        gt_b = torch.from_numpy(gt_b).to(priors.dtype)
+        result = assigner.assign(
+            InstanceData(priors=priors, bboxes=boxes['aux_'][i].detach(),
+                         scores=heads['aux_'][0][i].detach()),
+            InstanceData(bboxes=gt_b, labels=torch.from_numpy(gt_l)))
+        pos = result.gt_inds > 0
+        labels[i, pos] = torch.from_numpy(gt_l)[result.gt_inds[pos] - 1]
+        scores[i, pos] = result.max_overlaps[pos].to(priors.dtype)
+        bbox_t[i, pos] = gt_b[result.gt_inds[pos] - 1]
+    labels, scores, bbox_t = labels.flatten(), scores.flatten(), bbox_t.reshape(-1, 4)
+    pos = torch.nonzero(labels < NUM_CLASSES).squeeze(1)
+    all_priors = priors.repeat(num_imgs, 1)
+    centers, strides = all_priors[pos, :2], all_priors[pos, 2:3]
+    dist_t = torch.cat([centers - bbox_t[pos, :2], bbox_t[pos, 2:] - centers], 1) / strides
+    dist_t = dist_t.clamp(0, REG_MAX - 0.1)
+    qfl, giou = QualityFocalLoss(beta=2.0), GIoULoss(loss_weight=2.0)
+    dfl = DistributionFocalLoss(loss_weight=0.25)
+    losses = {}
+    for prefix, (cls, reg) in heads.items():
+        cls, reg = cls.reshape(-1, NUM_CLASSES), reg.reshape(-1, 4 * (REG_MAX + 1))
+        box = boxes[prefix].reshape(-1, 4)
+        weight = cls.detach().sigmoid().max(1)[0][pos]
+        avg = max(weight.sum().item(), 1.0)
+        losses[prefix + 'loss_cls'] = qfl(cls, (labels, scores), avg_factor=max(len(pos), 1.0))
+        losses[prefix + 'loss_bbox'] = giou(box[pos], bbox_t[pos], weight=weight, avg_factor=avg)
+        losses[prefix + 'loss_dfl'] = dfl(reg[pos].reshape(-1, REG_MAX + 1), dist_t.reshape(-1),
+                                          weight=weight[:, None].expand(-1, 4).reshape(-1),
+                                          avg_factor=4.0 * avg)
+    return losses
+
+
+class RefProbe(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head, self.aux_head = RefHead(), RefAuxHead()
+
+    def forward(self, feats, dual):
+        cls, reg = self.head(feats)
+        aux_cls, aux_reg = self.aux_head(dual)
+        losses = ref_losses(self.head.distribution_project.project, cls, reg, aux_cls, aux_reg)
+        return dict(cls=cls, reg=reg, **losses)
+
+
+@register_jittor_module(name='NanoDetPlusHeadProbe', force=True)
+class Probe(jt.nn.Module):
+    """The head and the aux head as NanoDet-Plus's arch holds them, returning the head's outputs
+    and both heads' losses."""
+
+    def __init__(self):
+        super().__init__()
+        self.head, self.aux_head = NanoDetPlusHead(**HEAD), SimpleConvHead(**AUX)
+
+    def execute(self, feats, dual):
+        cls, reg = self.head(feats)
+        gts = [dict(bboxes=jt.array(b).astype(feats[0].dtype), labels=jt.array(l))
+               for b, l in GTS]
+        losses = self.head.loss_by_feat(cls, reg, gts, METAS, aux_outs=self.aux_head(dual))
+        return dict(cls=cls, reg=reg, **losses)
+
+
+def make_inputs(seed=0):
+    rng = np.random.RandomState(seed)
+    sizes = [IMG // s for s in STRIDES]
+    feats = [torch.from_numpy(rng.randn(2, CH, s, s).astype(np.float32)) for s in sizes]
+    dual = [torch.from_numpy(rng.randn(2, 2 * CH, s, s).astype(np.float32)) for s in sizes]
+    return feats, dual
+
+
+def test_outputs_losses_and_gradients_match_reference():
+    reference = RefProbe()
+    randomise_convs_(reference, torch.Generator().manual_seed(0))
+    randomize_norm_statistics(reference, 0)
+    with torch.no_grad():
+        for i, scale in enumerate(reference.aux_head.scales):
+            scale.scale.fill_(0.7 + 0.3 * i)
+    model, model64 = bridged_twins(dict(type='NanoDetPlusHeadProbe'), reference.state_dict())
+    CAPTURED.clear()
+    rows = compare_modules(model, reference, list(make_inputs()), training=True,
+                           candidate64=model64)
+    assert_aligned(rows)
+    # outputs in key order: 3 aux losses, 2 cls levels, 3 losses, 2 reg levels
+    assert [r.name.endswith('()') for r in rows if r.kind == 'output'] == \
+        [True] * 3 + [False] * 2 + [True] * 3 + [False] * 2
+    # the float64 reference assigned image 0 once per run; every decision is decided
+    assert CAPTURED
+    for cost, ious in CAPTURED:
+        assert_decided(cost, ious, topk=13)
+        assert cost.shape[1] == 3
+
+
+def _jittor_losses(gts, seed=0):
+    head, aux = NanoDetPlusHead(**HEAD), SimpleConvHead(**AUX)
+    feats, dual = make_inputs(seed)
+    feats = [jt.array(f.numpy()) for f in feats]
+    dual = [jt.array(d.numpy()) for d in dual]
+    gts = [dict(bboxes=jt.array(b), labels=jt.array(l)) for b, l in gts]
+    losses = head.loss(feats, gts, METAS, aux_outs=aux(dual))
+    total = sum(losses.values())
+    grads = jt.grad(total, feats + dual)
+    return losses, grads
+
+
+@pytest.mark.parametrize('case', ['no-gt', 'smaller-than-stride', 'more-gts-than-priors'])
+def test_losses_finite(case):
+    gts = {
+        'no-gt': [GTS[1], GTS[1]],
+        'smaller-than-stride': [(np.array([[9.0, 9.0, 12.0, 13.0]], np.float32),
+                                 np.array([1])), GTS[1]],
+        # 20 boxes around one prior at (16, 16): inside them only that prior and a few others
+        'more-gts-than-priors': [(np.array([[15.0 - i * 0.1, 15.0, 17.0 + i * 0.1, 17.0]
+                                            for i in range(20)], np.float32),
+                                  np.arange(20) % NUM_CLASSES), GTS[1]],
+    }[case]
+    losses, grads = _jittor_losses(gts)
+    assert sorted(losses) == sorted(['loss_cls', 'loss_bbox', 'loss_dfl', 'aux_loss_cls',
+                                     'aux_loss_bbox', 'aux_loss_dfl'])
+    for name, value in losses.items():
+        assert np.isfinite(value.numpy()).all(), name
+    for g in grads:
+        assert np.isfinite(g.numpy()).all()
+    if case == 'no-gt':
+        assert float(losses['loss_bbox'].item()) == 0.0
+    if case == 'more-gts-than-priors':
+        assert float(losses['loss_bbox'].item()) > 0.0
+
+
+def test_names_priors_and_errors():
+    head = NanoDetPlusHead(**HEAD)
+    names = dict(head.named_parameters())
+    for key in ('cls_convs.1.1.depthwise.weight', 'cls_convs.0.0.dwnorm.running_var',
+                'cls_convs.0.1.pwnorm.bias', 'gfl_cls.1.bias', 'distribution_project.project'):
+        assert key in names, key
+    assert np.allclose(head.gfl_cls[0].bias.numpy(), -4.595)
+    priors = head.prior_generator.grid_priors([(2, 2)] * 2, with_stride=True)[1].numpy()
+    np.testing.assert_array_equal(priors, [[0, 0, 16, 16], [16, 0, 16, 16], [0, 16, 16, 16],
+                                           [16, 16, 16, 16]])
+    with pytest.raises(InputError, match='feature levels'):
+        head([jt.zeros((1, CH, 8, 8))])
+    with pytest.raises(InputError, match='conv_type'):
+        NanoDetPlusHead(num_classes=2, in_channels=4, conv_type='Sep')
+    with pytest.raises(InputError, match='in_channels'):
+        NanoDetPlusHead(num_classes=2)
