@@ -20,9 +20,12 @@ from .module import JittorModuleWrapper
 class BridgedDenseHead(JittorModuleWrapper):
     """mmdet's ``BaseDenseHead`` interface over a bridged Jittor dense head."""
 
-    def loss(self, x: Sequence[torch.Tensor], batch_data_samples: Sequence) -> Dict:
+    def loss(self, x: Sequence[torch.Tensor], batch_data_samples: Sequence, **kwargs) -> Dict:
+        """mmdet's ``loss(x, batch_data_samples)``; extra keyword inputs of the Jittor head's
+        ``loss`` (e.g. NanoDet-Plus's ``aux_outs``) pass through, their tensors as Vars with
+        gradients flowing back."""
         gts, metas = unpack_data_samples(batch_data_samples, type(self).__name__)
-        losses = self.run_jittor(self.jittor_module.loss, list(x), gts, metas)
+        losses = self.run_jittor(self.jittor_module.loss, list(x), gts, metas, **kwargs)
         return losses_for_mmdet(losses, type(self).__name__)
 
     def loss_and_predict(self, x: Sequence[torch.Tensor], batch_data_samples: Sequence,
