@@ -1,5 +1,6 @@
 """Jittor components; each module registers itself when imported."""
 from .activation import build_activation_layer  # noqa: F401
+from .attention_pool import CLIPAttentionPool2d  # noqa: F401
 from .conv2d import Conv2d  # noqa: F401
 from .conv_module import ConvModule  # noqa: F401
 from .depthwise_conv_module import DepthwiseConvModule  # noqa: F401

@@ -1,5 +1,6 @@
 """Jittor components; each module registers itself when imported."""
 from .bbox_head import JittorBBoxHead
+from .clip_res_layer import CLIPResLayer
 from .convfc_bbox_head import (JittorConvFCBBoxHead, JittorShared2FCBBoxHead,
                                JittorShared4Conv1FCBBoxHead)
 from .single_roi_extractor import JittorSingleRoIExtractor
@@ -7,7 +8,7 @@ from .standard_roi_head import JittorStandardRoIHead
 from ..utils import bbox2roi, multiclass_nms
 
 __all__ = [
-    'JittorBBoxHead', 'JittorConvFCBBoxHead', 'JittorShared2FCBBoxHead',
+    'CLIPResLayer', 'JittorBBoxHead', 'JittorConvFCBBoxHead', 'JittorShared2FCBBoxHead',
     'JittorShared4Conv1FCBBoxHead', 'JittorSingleRoIExtractor', 'JittorStandardRoIHead', 'bbox2roi',
     'multiclass_nms'
 ]
