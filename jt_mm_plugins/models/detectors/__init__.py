@@ -2,10 +2,12 @@
 from .base import JittorDetector, JittorDetectorCore
 from .faster_rcnn import JittorFasterRCNN
 from .gfl import JittorGFL
+from .nanodet_plus import JittorNanoDetPlusCore, NanoDetPlus, NanoDetPlusMixed
 from .single_stage import JittorSingleStageCore, JittorSingleStageDetector
 from .two_stage import JittorTwoStageCore, JittorTwoStageDetector
 
 __all__ = [
     'JittorDetector', 'JittorDetectorCore', 'JittorFasterRCNN', 'JittorGFL', 'JittorSingleStageCore',
-    'JittorSingleStageDetector', 'JittorTwoStageCore', 'JittorTwoStageDetector'
+    'JittorSingleStageDetector', 'JittorTwoStageCore', 'JittorTwoStageDetector',
+    'JittorNanoDetPlusCore', 'NanoDetPlus', 'NanoDetPlusMixed'
 ]
