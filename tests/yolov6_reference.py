@@ -44,14 +44,20 @@ def yolov6_trained_bn_(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def randomise_calibrated_(model: torch.nn.Module, x, seed: int = 0) -> torch.nn.Module:
-    """Random conv weights and norm affines; running statistics those of the batch ``x`` (one
-    training forward with momentum 1), then randomly off (means +-0.1 std, variances x0.8-1.2), so
-    eval-mode activations stay ~1 through deep stacks as in a trained network."""
+def randomise_calibrated_(model: torch.nn.Module, x, seed: int = 0,
+                          affine_scale: float = 1.0) -> torch.nn.Module:
+    """Random conv weights and norm affines (times ``affine_scale``); running statistics those of
+    the batch ``x`` (one training forward with momentum 1), then randomly off (means +-0.1 std,
+    variances x0.8-1.2), so eval-mode activations stay bounded through deep stacks as in a trained
+    network."""
     gen = torch.Generator().manual_seed(seed)
     randomise_convs_(model, gen)
     randomize_norm_statistics(model, seed)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)]
+    with torch.no_grad():
+        for m in norms:
+            m.weight.mul_(affine_scale)
+            m.bias.mul_(affine_scale)
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
