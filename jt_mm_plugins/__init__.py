@@ -6,6 +6,6 @@ component in mmdet's registries, so configs only need
 """
 from . import runtime  # noqa: F401  (first: configures Jittor before anything imports it)
 from . import utils  # noqa: F401  (checkpoint loading under torch>=2.6, see utils/checkpoint_compat)
-from . import bridge, engine, models, ops  # noqa: F401,E402
+from . import bridge, datasets, engine, models, ops  # noqa: F401,E402
 
 __version__ = '0.1.0'

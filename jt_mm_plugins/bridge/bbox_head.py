@@ -129,7 +129,8 @@ if StandardRoIHead is not None:
     class MetaStandardRoIHead(StandardRoIHead):
         """mmdet's ``StandardRoIHead`` whose sampling results carry their image's metainfo
         (``sampling_result.img_meta``), for bbox heads whose loss needs it (UniDetector's
-        ``BBoxHeadCLIPPartitioned`` reads ``dataset_id``). Everything else is mmdet's."""
+        ``BBoxHeadCLIPPartitioned`` reads ``dataset_id``), and whose ``predict_by_feat`` metas
+        carry the proposals' scores (``proposal_scores``). Everything else is mmdet's."""
 
         def loss(self, x, rpn_results_list, batch_data_samples) -> dict:
             self._batch_img_metas = [sample.metainfo for sample in batch_data_samples]
@@ -144,3 +145,15 @@ if StandardRoIHead is not None:
                 for res, meta in zip(sampling_results, metas):
                     res.img_meta = meta
             return super().bbox_loss(x, sampling_results)
+
+        def predict_bbox(self, x, batch_img_metas, rpn_results_list, rcnn_test_cfg,
+                         rescale: bool = False):
+            """mmdet's, with each image's proposal scores in its metainfo
+            (``proposal_scores``, read by UniDetector's ``BBoxHeadCLIPInference``)."""
+            metas = []
+            for meta, proposals in zip(batch_img_metas, rpn_results_list):
+                meta = dict(meta)
+                if 'scores' in proposals:
+                    meta['proposal_scores'] = proposals.scores
+                metas.append(meta)
+            return super().predict_bbox(x, metas, rpn_results_list, rcnn_test_cfg, rescale)

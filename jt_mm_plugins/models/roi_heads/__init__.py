@@ -1,5 +1,7 @@
 """Jittor components; each module registers itself when imported."""
 from .bbox_head import JittorBBoxHead
+from .bbox_head_clip import BBoxHeadCLIP, BBoxHeadCLIPInference
+from .bbox_head_clip_partitioned import BBoxHeadCLIPPartitioned
 from .clip_res_layer import CLIPResLayer
 from .convfc_bbox_head import (JittorConvFCBBoxHead, JittorShared2FCBBoxHead,
                                JittorShared4Conv1FCBBoxHead)
@@ -8,7 +10,8 @@ from .standard_roi_head import JittorStandardRoIHead
 from ..utils import bbox2roi, multiclass_nms
 
 __all__ = [
-    'CLIPResLayer', 'JittorBBoxHead', 'JittorConvFCBBoxHead', 'JittorShared2FCBBoxHead',
+    'BBoxHeadCLIP', 'BBoxHeadCLIPInference', 'BBoxHeadCLIPPartitioned', 'CLIPResLayer',
+    'JittorBBoxHead', 'JittorConvFCBBoxHead', 'JittorShared2FCBBoxHead',
     'JittorShared4Conv1FCBBoxHead', 'JittorSingleRoIExtractor', 'JittorStandardRoIHead', 'bbox2roi',
     'multiclass_nms'
 ]

@@ -420,6 +420,11 @@ class JittorBBoxHead(jt.nn.Module):
                 rcnn_test_cfg=rcnn_test_cfg) for i in range(len(batch_img_metas))
         ]
 
+    def cls_probabilities(self, cls_score: jt.Var, roi: jt.Var, img_meta: dict) -> jt.Var:
+        """Scores (n, num_classes + 1) of one image's ``cls_score``: the softmax. Heads scoring
+        otherwise (UniDetector's sigmoid CLIP heads) override this."""
+        return jt.nn.softmax(cls_score, dim=-1)
+
     def _predict_by_feat_single(self,
                                 roi: jt.Var,
                                 cls_score: jt.Var,
@@ -444,7 +449,8 @@ class JittorBBoxHead(jt.nn.Module):
         if roi.shape[0] == 0:
             return empty_bbox_results(self.num_classes, score_per_cls=rcnn_test_cfg is None)
 
-        scores = jt.nn.softmax(cls_score, dim=-1) if cls_score is not None else None
+        scores = self.cls_probabilities(cls_score, roi, img_meta) if cls_score is not None \
+            else None
         img_shape = img_meta.get('img_shape')
         num_rois = roi.shape[0]
         if bbox_pred is not None:
