@@ -6,6 +6,7 @@ from typing import List
 import numpy as np
 import torch
 from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmengine.structures import InstanceData
 from scipy.optimize import linear_sum_assignment
 
@@ -58,3 +59,35 @@ def assert_matching_decided(cost32: np.ndarray, cost64: np.ndarray, where: str) 
     bound = 10 * 2 * min(cost64.shape) * max(error, 1e-7)
     margin = matching_margin(cost64)
     assert margin > bound, f'{where}: matching margin {margin:.3g} <= 10x float32 bound {bound:.3g}'
+
+
+def assert_matchings_decided(assigner, outs32, outs64, samples) -> None:
+    """Every decoder layer's and image's matching decided by float32: costs from mmdet's match
+    costs (``assigner.match_costs``) on a float32 and a float64 run's head outputs
+    ((cls_scores, bbox_preds), each (layers, bs, queries, ...))."""
+    for layer in range(outs32[0].shape[0]):
+        for i, sample in enumerate(samples):
+            gt = sample.gt_instances
+            if len(gt) == 0:
+                continue
+            costs = []
+            for cls, boxes in (outs32, outs64):
+                h, w = sample.img_shape
+                factor = torch.tensor([w, h, w, h], dtype=boxes.dtype)
+                preds = InstanceData(scores=cls[layer, i],
+                                     bboxes=bbox_cxcywh_to_xyxy(boxes[layer, i]) * factor)
+                gts = InstanceData(bboxes=gt.bboxes.to(boxes.dtype), labels=gt.labels)
+                costs.append(sum(c(pred_instances=preds, gt_instances=gts,
+                                   img_meta=sample.metainfo)
+                                 for c in assigner.match_costs).numpy())
+            assert_matching_decided(costs[0], costs[1], f'layer {layer} image {i}')
+
+
+def assert_predictions_decided(cls_scores64: torch.Tensor, max_per_img: int) -> None:
+    """Softmax predictions from float64 logits (bs, queries, classes + 1): every query's class
+    argmax, and the order of the best ``max_per_img`` + 1 scores, lead by more than 1e-5."""
+    probs = cls_scores64.softmax(-1)[..., :-1]
+    top2 = probs.topk(2, dim=-1).values
+    assert float((top2[..., 0] - top2[..., 1]).min()) > 1e-5, 'class argmax within 1e-5'
+    best = probs.max(-1).values.sort(-1, descending=True).values[:, :max_per_img + 1]
+    assert float((best[:, :-1] - best[:, 1:]).min()) > 1e-5, 'score order within 1e-5'

@@ -15,14 +15,14 @@ import pytest
 import torch
 from mmdet.models.task_modules.assigners import HungarianAssigner as MMDetHungarianAssigner
 from mmdet.registry import MODELS
-from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmengine.structures import InstanceData
 
 import jt_mm_plugins  # noqa: F401
 from jt_mm_plugins.bridge import torch_to_jittor
 from jt_mm_plugins.models.task_modules import HungarianAssigner
 
-from detr_checks import assert_matching_decided, detr_samples
+from detr_checks import (assert_matching_decided, assert_matchings_decided,
+                         assert_predictions_decided, detr_samples)
 
 EMBED, CLASSES, QUERIES, LAYERS = 16, 3, 6, 2
 COSTS = [dict(type='ClassificationCost', weight=1.),
@@ -55,33 +55,13 @@ def hidden_states(num_imgs=3):
     return torch.randn(LAYERS, num_imgs, QUERIES, EMBED, generator=torch.Generator().manual_seed(5))
 
 
-def assert_matchings_decided(reference, states, samples):
-    """Every layer's and image's matching, costs from the float32 and a float64 reference."""
-    reference64 = copy.deepcopy(reference).double()
-    with torch.no_grad():
-        outs32, outs64 = reference(states), reference64(states.double())
-    for layer in range(LAYERS):
-        for i, sample in enumerate(samples):
-            gt = sample.gt_instances
-            if len(gt) == 0:
-                continue
-            costs = []
-            for (cls, boxes), dtype in ((outs32, torch.float32), (outs64, torch.float64)):
-                h, w = sample.img_shape
-                factor = torch.tensor([w, h, w, h], dtype=dtype)
-                preds = InstanceData(scores=cls[layer, i],
-                                     bboxes=bbox_cxcywh_to_xyxy(boxes[layer, i]) * factor)
-                gts = InstanceData(bboxes=gt.bboxes.to(dtype), labels=gt.labels)
-                costs.append(sum(c(pred_instances=preds, gt_instances=gts,
-                                   img_meta=sample.metainfo)
-                                 for c in reference.assigner.match_costs).numpy())
-            assert_matching_decided(costs[0], costs[1], f'layer {layer} image {i}')
-
-
 def test_losses_and_gradients_match_mmdet_on_every_layer():
     reference, model = head_twins()
     states, samples = hidden_states(), detr_samples(QUERIES, CLASSES)
-    assert_matchings_decided(reference, states, samples)
+    reference64 = copy.deepcopy(reference).double()
+    with torch.no_grad():
+        assert_matchings_decided(reference.assigner, reference(states),
+                                 reference64(states.double()), samples)
     ref_states, states_j = states.clone().requires_grad_(), states.clone().requires_grad_()
     expected = reference.loss(hidden_states=ref_states, batch_data_samples=samples)
     got = model.loss(hidden_states=states_j, batch_data_samples=detr_samples(QUERIES, CLASSES))
@@ -109,12 +89,8 @@ def test_predictions_match_mmdet():
     reference.eval(), model.eval()
     states, samples = hidden_states(), detr_samples(QUERIES, CLASSES)
     with torch.no_grad():
-        cls64 = copy.deepcopy(reference).double()(states[-1:].double())[0][-1]
-    probs = cls64.softmax(-1)[..., :-1]
-    top2 = probs.topk(2, dim=-1).values
-    assert float((top2[..., 0] - top2[..., 1]).min()) > 1e-5  # argmax (labels) decided
-    best = probs.max(-1).values.sort(-1, descending=True).values[:, :5]
-    assert float((best[:, :-1] - best[:, 1:]).min()) > 1e-5  # order and top-4 cut decided
+        assert_predictions_decided(copy.deepcopy(reference).double()(states[-1:].double())[0][-1],
+                                   max_per_img=4)
     with torch.no_grad():
         expected = reference.predict(hidden_states=states, batch_data_samples=samples)
         got = model.predict(hidden_states=states, batch_data_samples=samples)

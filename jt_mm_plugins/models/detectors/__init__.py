@@ -1,5 +1,6 @@
 """Jittor detectors (mmdet-facing, bridged once at the detector boundary)."""
 from .base import JittorDetector, JittorDetectorCore
+from .detr import JittorDETR, JittorDETRCore
 from .faster_rcnn import JittorFasterRCNN
 from .gfl import JittorGFL
 from .nanodet_plus import JittorNanoDetPlusCore, NanoDetPlus, NanoDetPlusMixed
@@ -9,5 +10,5 @@ from .two_stage import JittorTwoStageCore, JittorTwoStageDetector
 __all__ = [
     'JittorDetector', 'JittorDetectorCore', 'JittorFasterRCNN', 'JittorGFL', 'JittorSingleStageCore',
     'JittorSingleStageDetector', 'JittorTwoStageCore', 'JittorTwoStageDetector',
-    'JittorNanoDetPlusCore', 'NanoDetPlus', 'NanoDetPlusMixed'
+    'JittorNanoDetPlusCore', 'NanoDetPlus', 'NanoDetPlusMixed', 'JittorDETR', 'JittorDETRCore'
 ]
