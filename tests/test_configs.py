@@ -21,7 +21,8 @@ JITTOR_NAMES = {'FasterRCNN': 'JittorFasterRCNN', 'ResNet': 'JittorResNet', 'FPN
                 'RPNHead': 'JittorRPNHead', 'StandardRoIHead': 'JittorStandardRoIHead',
                 'SingleRoIExtractor': 'JittorSingleRoIExtractor',
                 'Shared2FCBBoxHead': 'JittorShared2FCBBoxHead', 'GFL': 'JittorGFL',
-                'GFLHead': 'JittorGFLHead', 'GFocalV2Head': 'GFocalV2Head'}
+                'GFLHead': 'JittorGFLHead', 'GFocalV2Head': 'GFocalV2Head', 'DETR': 'JittorDETR',
+                'ChannelMapper': 'JittorChannelMapper', 'DETRHead': 'JittorDETRHead'}
 
 
 def _types(model_cfg):
@@ -50,6 +51,8 @@ def test_config_builds(path):
      'configs/gfocalv2/gfocalv2_r50_fpn_1x_coco.py'),
     ('configs/demo/gfocalv2_r18_fpn_demo_jittor.py',
      'configs/demo/gfocalv2_r18_fpn_jittor_head_demo.py'),
+    ('configs/detr/detr_r50_8xb2-150e_coco_jittor.py', 'mmdet::detr/detr_r50_8xb2-150e_coco.py'),
+    ('configs/demo/detr_r18_demo_jittor.py', 'configs/demo/detr_r18_demo_mmdet.py'),
 ])
 def test_pure_jittor_config_changes_only_types(jittor_cfg, mmdet_cfg):
     jit = Config.fromfile(os.path.join(REPO, jittor_cfg))
