@@ -220,3 +220,62 @@ def test_calibrated_inference_score_with_a_zero_count_class(tmp_path):
                               num_classes=5, **COMMON)
     with pytest.raises(KeyError, match="proposal scores in img_meta"):
         head.cls_probabilities(jt.array(logits), jt.zeros((5, 5)), dict())
+
+
+def test_mixed_mode_training_reaches_dataset_ids_and_inference_uses_proposal_scores(tmp_path):
+    """mmdet's MetaStandardRoIHead with the bridged CLIPResLayer (width 2: 32 -> 64 channels) and
+    partitioned head; dataset_id comes from the AddDatasetId transform on packed samples."""
+    pytest.importorskip('mmcv.ops')
+    from mmdet.registry import MODELS, TRANSFORMS
+    from mmdet.structures import DetDataSample
+    from mmengine.config import ConfigDict
+    from mmengine.structures import InstanceData
+    paths = [save_embeddings(tmp_path, f'd{i}', n, i) for i, n in enumerate((3, 5))]
+    head_args = dict(COMMON, in_channels=64)
+    roi_head = dict(
+        type='MetaStandardRoIHead',
+        shared_head=dict(type='CLIPResLayer', layers=[1, 1, 1, 1], width=2),
+        bbox_roi_extractor=dict(type='SingleRoIExtractor', out_channels=32, featmap_strides=[16],
+                                roi_layer=dict(type='RoIAlign', output_size=2 * ROI,
+                                               sampling_ratio=0)),
+        bbox_head=dict(type='BBoxHeadCLIPPartitioned', zeroshot_path=paths,
+                       cat_freq_path=[None, None], num_classes=5, **head_args),
+        train_cfg=dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5, neg_iou_thr=0.5,
+                                     min_pos_iou=0.5, ignore_iof_thr=-1),
+                       sampler=dict(type='RandomSampler', num=16, pos_fraction=0.25),
+                       pos_weight=-1),
+        test_cfg=dict(score_thr=0.0, nms=dict(type='nms', iou_threshold=0.5), max_per_img=20))
+    model = MODELS.build(ConfigDict(roi_head))
+    model.train()
+    rng = np.random.RandomState(0)
+    feats = (torch.from_numpy(rng.randn(2, 32, 4, 4).astype(np.float32)).requires_grad_(True), )
+    samples, proposals = [], []
+    for dataset_id, labels in ((1, [4, 1]), (0, [2])):
+        sample = DetDataSample(metainfo=dict(img_shape=(64, 64), scale_factor=(1., 1.)))
+        gts = torch.tensor([[4., 4., 30., 30.], [20., 10., 60., 50.]][:len(labels)])
+        sample.gt_instances = InstanceData(bboxes=gts, labels=torch.tensor(labels))
+        sample = TRANSFORMS.build(dict(type='AddDatasetId', dataset_id=dataset_id))(
+            dict(data_samples=sample))['data_samples']
+        samples.append(sample)
+        boxes = torch.cat([gts + 1, torch.tensor([[0., 0., 63., 63.], [30., 30., 50., 62.]])])
+        proposals.append(InstanceData(bboxes=boxes, scores=torch.full((len(boxes), ), 0.25)))
+    seen = []
+    jt_head = model.bbox_head.jittor_module
+    original = jt_head.dataset_ids
+    jt_head.dataset_ids = lambda results: seen.append(original(results)) or seen[-1]
+    losses = model.loss(feats, [p.clone() for p in proposals], samples)
+    assert seen == [[1, 0]]
+    assert sorted(losses) == ['loss_bbox', 'loss_cls'] and float(losses['loss_cls'].detach()) > 0
+    (losses['loss_cls'] + losses['loss_bbox']).backward()
+    assert feats[0].grad.abs().max() > 0
+    for name in ('shared_head.layer4.0.conv1.weight', 'bbox_head.attnpool.q_proj.weight'):
+        assert model.get_submodule(name.rsplit('.', 1)[0]).weight.grad.abs().max() > 0, name
+
+    roi_head['bbox_head'] = dict(type='BBoxHeadCLIPInference', beta=0.3, zeroshot_path=paths[1],
+                                 num_classes=5, **head_args)
+    inference = MODELS.build(ConfigDict(roi_head)).eval()
+    with torch.no_grad():
+        results = inference.predict(feats, proposals, samples, rescale=False)
+    assert all(len(r) > 0 for r in results)
+    # score = s^0.3 * 0.25^0.7 with s < 1
+    assert all(float(r.scores.max()) < 0.25**0.7 for r in results)
