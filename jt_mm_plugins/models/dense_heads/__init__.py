@@ -7,3 +7,4 @@ from .gfocal_v2_head import GFocalV2Head  # noqa: F401
 from .nanodet_plus_head import NanoDetPlusHead  # noqa: F401
 from .rpn_head import JittorRPNHead  # noqa: F401
 from .simple_conv_head import SimpleConvHead  # noqa: F401
+from .effide_head import EffiDeHead  # noqa: F401
