@@ -75,12 +75,8 @@ class RepVGGBlock(jt.nn.Module):
         if in_channels % groups or out_channels % groups:
             raise InputError(f'RepVGGBlock: groups={groups} must divide in_channels '
                              f'({in_channels}) and out_channels ({out_channels})')
-        self.deploy = deploy
-        self.groups = groups
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.stride = stride
-        self.dilation = dilation
+        self.deploy, self.groups, self.stride, self.dilation = deploy, groups, stride, dilation
+        self.in_channels, self.out_channels = in_channels, out_channels
         self.nonlinearity = ReLU()
         self.se = jt.nn.Identity()
         if deploy:
