@@ -3,7 +3,7 @@ from typing import Optional, Sequence
 
 from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.models.backbones.clip_resnet import NUM_STAGES, CLIPBottleneck
-from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d
+from jt_mm_plugins.models.backbones.resnet import train_keeping_frozen
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
 
@@ -51,24 +51,16 @@ class CLIPResLayer(jt.nn.Module):
         blocks += [CLIPBottleneck(self.out_channels, planes) for _ in range(1, int(layers[3]))]
         self.layer4 = jt.nn.Sequential(*blocks)
 
-    def _norms_to_eval(self) -> None:
-        # The mode flag only: Jittor's Module.eval() would also stop the affine gradients.
-        for m in self.modules():
-            if isinstance(m, BatchNorm2d):
-                m.is_train = False
-
     def train(self, mode: bool = True) -> 'CLIPResLayer':
-        """Train mode with every BatchNorm in eval mode."""
+        """Train mode with every BatchNorm in eval mode (their affine parameters still learn)."""
         if not mode:
             return self.eval()
-        super().train()
-        self._norms_to_eval()
-        return self
+        return train_keeping_frozen(self, [], norm_eval=True)
 
     def execute(self, x: jt.Var) -> jt.Var:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise InputError(f'CLIPResLayer expects (N, {self.in_channels}, H, W) RoI features, '
                              f'got {tuple(x.shape)}')
         if self.is_training():
-            self._norms_to_eval()  # a Jittor parent's train() sets the flags without ours
+            self.train()  # a Jittor parent's train() sets the flags without calling ours
         return self.layer4(x)
