@@ -139,6 +139,37 @@ def build_resnet(size: str = 'small', seed: int = 0) -> Built:
     return candidate, reference, [torch.randn(2, 3, hw, hw)]
 
 
+
+@alignment_pair('shufflenet_v2', "ShuffleNetV2 (NanoDet-Plus's backbone, LeakyReLU) vs torchvision's "
+                'shufflenet_v2_x* trunk', float64_candidate=True)
+def build_shufflenet_v2(size: str = 'small', seed: int = 0) -> Built:
+    from mmdet.registry import MODELS
+    from .nanodet_reference import TorchvisionTrunk
+    torch.manual_seed(seed)
+    model_size, hw = _sized(size, ('0.5x', 64), ('1.0x', 320))
+    cfg = dict(model_size=model_size, out_stages=(2, 3, 4), activation='LeakyReLU')
+    reference = TorchvisionTrunk(**cfg)
+    candidate = MODELS.build(dict(type='ShuffleNetV2', **cfg))
+    _load_identical(candidate, reference, seed)
+    return candidate, reference, [torch.randn(2, 3, hw, hw)]
+
+
+@alignment_pair('ghost_pan', "GhostPAN (NanoDet-Plus's neck) vs the plain-torch GhostPAN written from "
+                'the spec (alignment/nanodet_reference.py)', float64_candidate=True)
+def build_ghost_pan(size: str = 'small', seed: int = 0) -> Built:
+    from mmdet.registry import MODELS
+    from .nanodet_reference import RefGhostPAN
+    torch.manual_seed(seed)
+    in_channels, out_channels, hw = _sized(size, ([8, 12, 16], 16, 16),
+                                           ([116, 232, 464], 96, 40))  # NanoDet-Plus-m at 320
+    cfg = dict(in_channels=in_channels, out_channels=out_channels, use_depthwise=True,
+               kernel_size=5, num_extra_level=1)
+    reference = RefGhostPAN(**cfg)
+    candidate = MODELS.build(dict(type='GhostPAN', **cfg))
+    _load_identical(candidate, reference, seed)
+    feats = tuple(torch.randn(2, c, hw // 2**i, hw // 2**i) for i, c in enumerate(in_channels))
+    return candidate, reference, [feats]
+
 # --- Losses of heads and detectors ------------------------------------------------------------
 class _LossProbe(torch.nn.Module):
     """Turns ``loss_fn(model, *inputs) -> dict of losses`` into a module whose output is compared;
@@ -365,6 +396,129 @@ def build_roi_head(size: str = 'small', seed: int = 0) -> Built:
         return head.loss(x, results, copy.deepcopy(samples))
 
     return _LossProbe(candidate, loss), _LossProbe(reference, loss), [feats]
+
+
+@alignment_pair('bridged_bbox_head', "JittorShared2FCBBoxHead inside mmdet's StandardRoIHead vs "
+                "mmdet's Shared2FCBBoxHead there: losses on fixed proposals")
+def build_bridged_bbox_head(size: str = 'small', seed: int = 0) -> Built:
+    # the roi_head pair's reference, proposals and loss, with mmdet's RoI head on both sides
+    from mmdet.registry import MODELS
+    probe, reference, feats = build_roi_head(size, seed)
+    head_cfg = _head_twins('roi_head', 'StandardRoIHead', seed)[0]
+    head_cfg.bbox_head.type = 'JittorShared2FCBBoxHead'
+    mixed = MODELS.build(head_cfg)
+    mixed.load_state_dict(reference.model.state_dict(), strict=True)
+    return _LossProbe(mixed, probe._loss_fn), reference, feats
+
+
+class _EvalNormLayer4(torch.nn.Module):
+    """open_clip's ``layer4`` with its BatchNorms always in eval mode, as in UniDetector's
+    CLIPResLayer (the reference of the ``clip_res_layer`` pair)."""
+
+    def __init__(self, layer4: torch.nn.Module):
+        super().__init__()
+        self.layer4 = layer4
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eval()
+        return self
+
+    def forward(self, x):
+        return self.layer4(x)
+
+
+@alignment_pair('clip_res_layer', "UniDetector's CLIPResLayer + CLIPAttentionPool2d vs open_clip's "
+                'ModifiedResNet layer4 + attnpool (BatchNorms in eval mode)')
+def build_clip_res_layer(size: str = 'small', seed: int = 0) -> Built:
+    from mmdet.registry import MODELS
+    from open_clip.modified_resnet import ModifiedResNet
+    torch.manual_seed(seed)
+    layers, width, roi, heads, batch = _sized(size, ([1, 1, 1, 2], 8, 8, 4, 3),
+                                              ([3, 4, 6, 3], 64, 14, 32, 16))
+    net = ModifiedResNet(layers, width * 8, heads, image_size=roi * 16, width=width)
+    reference = torch.nn.Sequential(_EvalNormLayer4(net.layer4), net.attnpool)
+    candidate = torch.nn.Sequential(
+        MODELS.build(dict(type='CLIPResLayer', layers=layers, width=width)),
+        MODELS.build(dict(type='CLIPAttentionPool2d', spacial_dim=roi // 2,
+                          embed_dim=width * 32, num_heads=heads, output_dim=width * 8)))
+    randomize_norm_statistics(reference, seed)
+    candidate[0].layer4.load_state_dict(net.layer4.state_dict(), strict=True)
+    candidate[1].load_state_dict(net.attnpool.state_dict(), strict=True)
+    # k_proj.bias adds q.b to every token's logit: the softmax ignores it, its gradient is zero by
+    # construction and computed values are rounding noise on both sides; frozen in both
+    candidate[1].k_proj.bias.requires_grad_(False)
+    net.attnpool.k_proj.bias.requires_grad_(False)
+    return candidate, reference, [torch.randn(batch, width * 16, roi, roi)]
+
+
+# --- DETR's transformer ------------------------------------------------------------------------
+def _detr_transformer_sizes(size: str):
+    """(embed, heads, ffn, layers, batch, feature h x w): tiny, or DETR R50's at 800x1216."""
+    return _sized(size, (16, 2, 24, 2, 2, (4, 5)), (256, 8, 2048, 6, 2, (25, 38)))
+
+
+def _detr_attention_cfgs(size: str):
+    embed, heads, ffn, layers, _, _ = _detr_transformer_sizes(size)
+    attn = dict(embed_dims=embed, num_heads=heads, dropout=0.0)
+    ffn_cfg = dict(embed_dims=embed, feedforward_channels=ffn, num_fcs=2, ffn_drop=0.,
+                   act_cfg=dict(type='ReLU', inplace=True))
+    return attn, ffn_cfg, layers
+
+
+def _detr_memory(size: str, seed: int):
+    """Features, their positions and a padding mask (the second image's right / bottom third)."""
+    embed, _, _, _, batch, (h, w) = _detr_transformer_sizes(size)
+    gen = torch.Generator().manual_seed(seed + 1)
+    mask = torch.zeros(batch, h, w, dtype=torch.bool)
+    mask[1:, h - h // 3:] = True
+    mask[1:, :, w - w // 3:] = True
+    return (torch.randn(batch, h * w, embed, generator=gen),
+            torch.randn(batch, h * w, embed, generator=gen), mask.view(batch, -1))
+
+
+def _detr_twins(reference: torch.nn.Module, jittor_type: str, cfg: dict, seed: int):
+    from mmdet.registry import MODELS
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in reference.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * (0.1 if name.endswith('bias') else 0.5)
+                    + (1.0 if 'norm' in name and name.endswith('weight') else 0.0))
+    candidate = MODELS.build(dict(type=jittor_type, **cfg))
+    candidate.load_state_dict(reference.state_dict(), strict=True)
+    return candidate
+
+
+@alignment_pair('detr_encoder', "DETR's DetrTransformerEncoder (Jittor) vs mmdet's, with a key "
+                'padding mask', float64_candidate=True)
+def build_detr_encoder(size: str = 'small', seed: int = 0) -> Built:
+    from mmdet.models.layers.transformer import DetrTransformerEncoder
+    attn, ffn_cfg, layers = _detr_attention_cfgs(size)
+    cfg = dict(num_layers=layers, layer_cfg=dict(self_attn_cfg=attn, ffn_cfg=ffn_cfg))
+    reference = DetrTransformerEncoder(**cfg)
+    candidate = _detr_twins(reference, 'JittorDetrTransformerEncoder', cfg, seed)
+    feat, pos, mask = _detr_memory(size, seed)
+    return candidate, reference, [feat, pos, mask]
+
+
+@alignment_pair('detr_decoder', "DETR's DetrTransformerDecoder (Jittor) vs mmdet's: every layer's "
+                'output through post_norm, cross-attention with a key padding mask',
+                float64_candidate=True)
+def build_detr_decoder(size: str = 'small', seed: int = 0) -> Built:
+    from mmdet.models.layers.transformer import DetrTransformerDecoder
+    attn, ffn_cfg, layers = _detr_attention_cfgs(size)
+    cfg = dict(num_layers=layers, return_intermediate=True,
+               layer_cfg=dict(self_attn_cfg=attn, cross_attn_cfg=attn, ffn_cfg=ffn_cfg))
+    reference = DetrTransformerDecoder(**cfg)
+    candidate = _detr_twins(reference, 'JittorDetrTransformerDecoder', cfg, seed)
+    memory, memory_pos, mask = _detr_memory(size, seed)
+    queries = _sized(size, 5, 100)
+    gen = torch.Generator().manual_seed(seed + 2)
+    query_pos = torch.randn(memory.shape[0], queries, memory.shape[2], generator=gen)
+    query = torch.zeros_like(query_pos)
+    return candidate, reference, [query, memory, memory, query_pos, memory_pos, mask]
 
 
 # --- DETR's transformer ------------------------------------------------------------------------
