@@ -127,8 +127,9 @@ def test_losses_gradients_and_predictions_match_mmdet(override):
     assert_matchings_decided(reference.bbox_head.assigner, head_outputs(reference, data,
                                                                         torch.float32),
                              head_outputs(reference, data, torch.float64), data['data_samples'])
+    report = margins.all_decisions_report(reference, train_step(data))
     assert_same_losses_and_gradients(reference, model, data, loss_rtol=1e-4, grad_rtol=1e-3,
-                                     report=margins.all_decisions_report(reference, train_step(data)))
+                                     report=report)
     for detector in (reference, model):
         detector.eval()
     with torch.no_grad():

@@ -1,5 +1,6 @@
 # DETR (mmdet's PyTorch modules), ResNet-18 + ChannelMapper, a 128-wide 3+3-layer transformer and
-# 30 queries, on the toy-shapes demo dataset: the PyTorch anchor of configs/demo/detr_r18_demo_jittor.py.
+# 30 queries, on the toy-shapes demo dataset: the PyTorch anchor of
+# configs/demo/detr_r18_demo_jittor.py.
 #   make demo DEMO_CONFIG=configs/demo/detr_r18_demo_mmdet.py
 #
 # mmdet's detr_r50_8xb2-150e_coco.py scaled to the demo (ResNet-18 from scratch, so BatchNorm trains

@@ -25,7 +25,8 @@ def nearest_resize_index(in_size: int, out_size: int) -> np.ndarray:
     return np.minimum(index, in_size - 1)
 
 
-def padding_masks(batch_img_metas: Sequence[dict], feat_shape: Tuple[int, int]) -> Optional[np.ndarray]:
+def padding_masks(batch_img_metas: Sequence[dict],
+                  feat_shape: Tuple[int, int]) -> Optional[np.ndarray]:
     """mmdet's DETR masks: True where the (batch_input_shape) input is padding, nearest-resized to
     the feature map; None when no image is padded."""
     input_h, input_w = batch_img_metas[0]['batch_input_shape']

@@ -38,7 +38,8 @@ class JittorChannelMapper(jt.nn.Module):
         if num_outs < len(in_channels):
             raise InputError(f'ChannelMapper: num_outs ({num_outs}) < number of inputs '
                              f'({len(in_channels)})')
-        self.in_channels, self.out_channels, self.num_outs = list(in_channels), out_channels, num_outs
+        self.in_channels, self.out_channels = list(in_channels), out_channels
+        self.num_outs = num_outs
         common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg, bias=bias)
         self.convs = jt.nn.Sequential(*[
             ConvModule(c, out_channels, kernel_size, padding=(kernel_size - 1) // 2, **common)

@@ -56,7 +56,8 @@ class BBoxL1Cost(BaseMatchCost):
                  **kwargs) -> jt.Var:
         pred_bboxes, gt_bboxes = pred_instances['bboxes'], gt_instances['bboxes']
         if self.box_format == 'xywh':
-            pred_bboxes, gt_bboxes = bbox_xyxy_to_cxcywh(pred_bboxes), bbox_xyxy_to_cxcywh(gt_bboxes)
+            pred_bboxes = bbox_xyxy_to_cxcywh(pred_bboxes)
+            gt_bboxes = bbox_xyxy_to_cxcywh(gt_bboxes)
         img_h, img_w = img_meta['img_shape'][:2]
         factor = jt.array([img_w, img_h, img_w, img_h]).cast(pred_bboxes.dtype).reshape(1, 4)
         pred_bboxes, gt_bboxes = pred_bboxes / factor, gt_bboxes / factor

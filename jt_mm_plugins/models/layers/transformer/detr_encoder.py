@@ -76,7 +76,8 @@ class DetrTransformerEncoder(jt.nn.Module):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__()
         if num_cp > 0:
-            raise NotImplementedError('DetrTransformerEncoder: activation checkpointing (num_cp > 0) '
+            raise NotImplementedError('DetrTransformerEncoder: activation checkpointing '
+                                      '(num_cp > 0) '
                                       'is not implemented in Jittor')
         self.num_layers, self.layer_cfg, self.num_cp = num_layers, layer_cfg, num_cp
         self.layers = jt.nn.Sequential(*[DetrTransformerEncoderLayer(**copy.deepcopy(layer_cfg))

@@ -18,7 +18,8 @@ def _additive_mask(mask: jt.Var, dtype) -> jt.Var:
     float mask as is (added to the attention logits)."""
     if str(mask.dtype) in ('bool', 'uint8'):
         mask = mask.bool()
-        return jt.ternary(mask, jt.full(mask.shape, float('-inf'), dtype), jt.zeros(mask.shape, dtype))
+        return jt.ternary(mask, jt.full(mask.shape, float('-inf'), dtype),
+                          jt.zeros(mask.shape, dtype))
     return mask.cast(dtype)
 
 
@@ -84,7 +85,8 @@ class TorchMultiheadAttention(jt.nn.Module):
         if attn_mask is not None:
             if tuple(attn_mask.shape) not in ((length, src), (batch * heads, length, src)):
                 raise InputError(f'MultiheadAttention: attn_mask shape {tuple(attn_mask.shape)}, '
-                                 f'expected ({length}, {src}) or ({batch * heads}, {length}, {src})')
+                                 f'expected ({length}, {src}) or '
+                                 f'({batch * heads}, {length}, {src})')
             logits = logits + _additive_mask(attn_mask, logits.dtype)
         if key_padding_mask is not None:
             if tuple(key_padding_mask.shape) != (batch, src):

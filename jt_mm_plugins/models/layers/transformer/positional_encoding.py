@@ -28,12 +28,13 @@ class SinePositionalEncoding(jt.nn.Module):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__()
         if normalize and not isinstance(scale, (float, int)):
-            raise TypeError(f'SinePositionalEncoding: when normalize is set, scale should be a float '
-                            f'or int, found {type(scale)}')
+            raise TypeError(f'SinePositionalEncoding: when normalize is set, scale should be a '
+                            f'float or int, found {type(scale)}')
         self.num_feats, self.temperature, self.normalize = num_feats, temperature, normalize
         self.scale, self.eps, self.offset = scale, eps, offset
 
-    def execute(self, mask: Optional[jt.Var], input: Optional[jt.Var] = None) -> jt.Var:  # noqa: A002
+    def execute(self, mask: Optional[jt.Var],
+                input: Optional[jt.Var] = None) -> jt.Var:  # noqa: A002 (mmdet's name)
         if mask is None and input is None:
             raise ValueError('SinePositionalEncoding: give a mask or an input')
         if mask is not None:
