@@ -15,6 +15,7 @@ from .point_generator import MlvlPointGenerator
 from .pseudo_sampler import PseudoSampler
 from .random_sampler import RandomSampler
 from .sampling_result import SamplingResult
+from .tblr_bbox_coder import TBLRBBoxCoder
 
 __all__ = [
     'HungarianAssigner', 'BBoxL1Cost', 'ClassificationCost', 'FocalLossCost', 'IoUCost',
@@ -23,5 +24,5 @@ __all__ = [
     'AnchorGenerator', 'DeltaXYWHBBoxCoder', 'bbox2delta', 'delta2bbox', 'DistancePointBBoxCoder',
     'bbox2distance', 'distance2bbox', 'BboxOverlaps2D', 'MaxIoUAssigner', 'ATSSAssigner',
     'DynamicSoftLabelAssigner', 'MlvlPointGenerator',
-    'AssignResult', 'RandomSampler', 'PseudoSampler', 'SamplingResult'
+    'AssignResult', 'RandomSampler', 'PseudoSampler', 'SamplingResult', 'TBLRBBoxCoder'
 ]
