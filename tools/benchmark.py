@@ -134,6 +134,8 @@ def _jittor_step(module, inputs: List) -> Callable[[], None]:
     xs = map_structure(torch_to_jittor, inputs)
     input_vars = []
     map_structure(input_vars.append, xs)
+    # Gradients w.r.t. float inputs only (a boolean padding mask has none).
+    input_vars = [v for v in input_vars if str(v.dtype).startswith('float')]
     return lambda: jittor_gradients(module, xs, input_vars)
 
 
