@@ -18,10 +18,14 @@ cell centres; boxes decoded from the expected distances (in stride units); YOLOv
 boxes; varifocal loss (alpha 0.75, gamma 2) / the target-score sum, GIoU loss and DFL on the
 positives weighted by their target-score sums / the same sum; weights class 1.0, IoU 2.5, DFL 0.5.
 
+Predictions (:meth:`predict_by_feat`): the decoded boxes (xyxy pixels, all levels) and class
+probabilities go through mmdet's post-processing (``score_thr``, ``nms_pre``, class-aware NMS,
+``max_per_img``; Gold-YOLO evaluates with ``score_thr`` 0.03 and NMS IoU 0.65), not YOLOv6's own
+``non_max_suppression`` (not compared with it).
+
 Not built (yet): the ATSS warm-up assigner (``atss_warmup_epoch`` > 0 is refused: Gold-YOLO's
 configs set 0), ``use_dfl=False`` (N with SIoU uses reg_max 0), SIoU, the anchor-based
-``fuse_ab`` branch, distillation, and mmdet's ``predict_by_feat`` post-processing (NMS) for this
-head.
+``fuse_ab`` branch, distillation.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -37,6 +41,7 @@ from jt_mm_plugins.models.task_modules.task_aligned_assigner import TaskAlignedA
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
 
+from ..utils import filter_scores_and_topk
 from .base_dense_head import JittorBaseDenseHead
 
 DEFAULT_LOSS_WEIGHT = {'class': 1.0, 'iou': 2.5, 'dfl': 0.5}
@@ -163,6 +168,26 @@ class EffiDeHead(JittorBaseDenseHead):
                          dim=-1) * strides
         ones = jt.ones(xywh.shape[:2] + (1, ), xywh.dtype)
         return jt.concat([xywh, ones, cls.sigmoid()], dim=-1)
+
+    def predict_by_feat(self, cls_scores: List[jt.Var], bbox_preds: List[jt.Var],
+                        score_factors=None, batch_img_metas: Optional[List[dict]] = None,
+                        cfg: Optional[Dict] = None, rescale: bool = False,
+                        with_nms: bool = True) -> List[Dict[str, jt.Var]]:
+        """Per image ``{'bboxes', 'scores', 'labels'}`` (see the module docstring)."""
+        if batch_img_metas is None:
+            raise InputError('EffiDeHead.predict_by_feat needs batch_img_metas')
+        cfg = self._resolve_test_cfg(cfg)
+        cls, reg = self._flatten([c.detach() for c in cls_scores], [r.detach() for r in bbox_preds])
+        points, strides = self.anchor_points([tuple(c.shape[2:]) for c in cls_scores])
+        boxes = self._dist2bbox(self._expected_distances(reg), points / strides) * strides
+        results = []
+        for i, img_meta in enumerate(batch_img_metas):
+            scores, labels, _, kept = filter_scores_and_topk(
+                cls[i].sigmoid(), cfg.get('score_thr', 0.0), cfg.get('nms_pre', -1),
+                dict(bboxes=boxes[i]))
+            found = dict(bboxes=kept['bboxes'], scores=scores, labels=labels)
+            results.append(self._bbox_post_process(found, cfg, rescale, with_nms, img_meta))
+        return results
 
     # ----------------------------------------------------------------------------------------
     def loss_by_feat(self, cls_scores: List[jt.Var], bbox_preds: List[jt.Var],
