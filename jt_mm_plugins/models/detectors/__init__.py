@@ -12,3 +12,4 @@ __all__ = [
     'JittorSingleStageDetector', 'JittorTwoStageCore', 'JittorTwoStageDetector',
     'JittorNanoDetPlusCore', 'NanoDetPlus', 'NanoDetPlusMixed', 'JittorDETR', 'JittorDETRCore'
 ]
+from .gold_yolo import GoldYOLO  # noqa: F401
