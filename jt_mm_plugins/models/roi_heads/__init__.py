@@ -3,6 +3,7 @@ from .bbox_head import JittorBBoxHead
 from .bbox_head_clip import BBoxHeadCLIP, BBoxHeadCLIPInference
 from .bbox_head_clip_partitioned import BBoxHeadCLIPPartitioned
 from .clip_res_layer import CLIPResLayer
+from .oln_bbox_score_head import Shared2FCBBoxScoreHead
 from .convfc_bbox_head import (JittorConvFCBBoxHead, JittorShared2FCBBoxHead,
                                JittorShared4Conv1FCBBoxHead)
 from .single_roi_extractor import JittorSingleRoIExtractor
@@ -13,5 +14,5 @@ __all__ = [
     'BBoxHeadCLIP', 'BBoxHeadCLIPInference', 'BBoxHeadCLIPPartitioned', 'CLIPResLayer',
     'JittorBBoxHead', 'JittorConvFCBBoxHead', 'JittorShared2FCBBoxHead',
     'JittorShared4Conv1FCBBoxHead', 'JittorSingleRoIExtractor', 'JittorStandardRoIHead', 'bbox2roi',
-    'multiclass_nms'
+    'multiclass_nms', 'Shared2FCBBoxScoreHead'
 ]
