@@ -21,6 +21,7 @@ import torchvision
 from jt_mm_plugins.runtime import jt  # noqa: I001  (configures Jittor before anything imports it)
 import jt_mm_plugins  # noqa: F401  (registers ShuffleNetV2 in mmdet's MODELS)
 from jt_mm_plugins.alignment.compare import compare_modules, randomize_norm_statistics
+from jt_mm_plugins.alignment.nanodet_reference import TORCHVISION, TorchvisionTrunk
 from jt_mm_plugins.bridge import build_jittor_module, torch_to_jittor
 from jt_mm_plugins.models.backbones.shufflenet_v2 import ShuffleNetV2
 from jt_mm_plugins.models.layers.batch_norm import BatchNorm2d
@@ -40,41 +41,6 @@ OUTPUT_SCALE = 0.2
 # rounding noise (1e-4 absolute, relative differences ~1 between any two runs). Not trained in
 # the train-mode comparison (requires_grad=False on every model), so not compared.
 ZERO_GRAD_BIASES = ('branch1.1.bias', 'branch2.4.bias')
-TORCHVISION = {'0.5x': 'shufflenet_v2_x0_5', '1.0x': 'shufflenet_v2_x1_0',
-               '1.5x': 'shufflenet_v2_x1_5', '2.0x': 'shufflenet_v2_x2_0'}
-
-
-class TorchvisionTrunk(torch.nn.Module):
-    """torchvision's ShuffleNetV2 without ``fc``, returning the feature maps of ``out_stages``
-    (stage 4 after ``conv5`` when there is one). Its parameter names are torchvision's."""
-
-    def __init__(self, model_size='0.5x', out_stages=(2, 3, 4), with_last_conv=False,
-                 activation='ReLU'):
-        super().__init__()
-        net = getattr(torchvision.models, TORCHVISION[model_size])()
-        if activation == 'LeakyReLU':  # NanoDet's act_layers('LeakyReLU')
-            for module in net.modules():
-                for name, child in module.named_children():
-                    if isinstance(child, torch.nn.ReLU):
-                        setattr(module, name, torch.nn.LeakyReLU(0.1))
-        self.conv1, self.maxpool = net.conv1, net.maxpool
-        self.stage2, self.stage3, self.stage4 = net.stage2, net.stage3, net.stage4
-        if with_last_conv:
-            self.conv5 = net.conv5
-        self.out_stages = out_stages
-
-    def forward(self, x):
-        x = self.maxpool(self.conv1(x))
-        outs = []
-        for i in (2, 3, 4):
-            x = getattr(self, f'stage{i}')(x)
-            if i == 4 and hasattr(self, 'conv5'):
-                x = self.conv5(x)
-            if i in self.out_stages:
-                outs.append(x)
-        return tuple(outs)
-
-
 def randomise_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Random conv weights (variance 2 / fan-in), random BatchNorm affines, and running
     statistics near those of the test batch ``make_input()`` (each a random 0.8-1.2 times /

@@ -1,10 +1,13 @@
-"""Plain-torch NanoDet-Plus parts written from the spec (../shared/specs/seed-systems.md sections
-4.2-4.3; NanoDet's parameter names): the references of ``tests/test_ghost_pan.py``,
-``tests/test_nanodet_plus_head.py`` and ``tools/benchmark.py`` (GhostPAN). Not used by the models.
+"""PyTorch references of NanoDet-Plus's parts (not used by the models): torchvision's ShuffleNetV2
+as a feature trunk (``TorchvisionTrunk``), and plain-torch GhostPAN parts written from the spec
+(../shared/specs/seed-systems.md sections 4.2-4.3; NanoDet's parameter names). Used by
+tests/test_shufflenet_v2.py, tests/test_ghost_pan.py, tests/test_nanodet_plus_head.py and the
+``shufflenet_v2`` / ``ghost_pan`` pairs of :mod:`.pairs` (tools/align.py, tools/benchmark.py).
 """
 import math
 
 import torch
+import torchvision
 from torch import nn
 
 
@@ -136,4 +139,39 @@ class RefGhostPAN(nn.Module):
                 torch.cat([self.downsamples[i](outs[-1]), top_down[i + 1]], 1)))
         for extra_in, extra_out in zip(self.extra_lvl_in_conv, self.extra_lvl_out_conv):
             outs.append(extra_in(reduced[-1]) + extra_out(outs[-1]))
+        return tuple(outs)
+
+
+TORCHVISION = {'0.5x': 'shufflenet_v2_x0_5', '1.0x': 'shufflenet_v2_x1_0',
+               '1.5x': 'shufflenet_v2_x1_5', '2.0x': 'shufflenet_v2_x2_0'}
+
+
+class TorchvisionTrunk(torch.nn.Module):
+    """torchvision's ShuffleNetV2 without ``fc``, returning the feature maps of ``out_stages``
+    (stage 4 after ``conv5`` when there is one). Its parameter names are torchvision's."""
+
+    def __init__(self, model_size='0.5x', out_stages=(2, 3, 4), with_last_conv=False,
+                 activation='ReLU'):
+        super().__init__()
+        net = getattr(torchvision.models, TORCHVISION[model_size])()
+        if activation == 'LeakyReLU':  # NanoDet's act_layers('LeakyReLU')
+            for module in net.modules():
+                for name, child in module.named_children():
+                    if isinstance(child, torch.nn.ReLU):
+                        setattr(module, name, torch.nn.LeakyReLU(0.1))
+        self.conv1, self.maxpool = net.conv1, net.maxpool
+        self.stage2, self.stage3, self.stage4 = net.stage2, net.stage3, net.stage4
+        if with_last_conv:
+            self.conv5 = net.conv5
+        self.out_stages = out_stages
+
+    def forward(self, x):
+        x = self.maxpool(self.conv1(x))
+        outs = []
+        for i in (2, 3, 4):
+            x = getattr(self, f'stage{i}')(x)
+            if i == 4 and hasattr(self, 'conv5'):
+                x = self.conv5(x)
+            if i in self.out_stages:
+                outs.append(x)
         return tuple(outs)

@@ -167,6 +167,13 @@ def build_ghost_pan(size: str = 'small', seed: int = 0) -> Built:
     reference = RefGhostPAN(**cfg)
     candidate = MODELS.build(dict(type='GhostPAN', **cfg))
     _load_identical(candidate, reference, seed)
+    # In train mode the Ghost shortcuts' first BN bias feeds a 1x1 conv and a batch-statistics BN
+    # with nothing in between: its gradient is exactly 0, computed as rounding noise. Not trained
+    # (both modes, both models), as in tests/test_ghost_pan.py.
+    for model in (candidate, reference):
+        for name, p in model.named_parameters():
+            if name.endswith('shortcut.1.bias'):
+                p.requires_grad_(False)
     feats = tuple(torch.randn(2, c, hw // 2**i, hw // 2**i) for i, c in enumerate(in_channels))
     return candidate, reference, [feats]
 
