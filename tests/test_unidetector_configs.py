@@ -39,7 +39,7 @@ def stand_in(path: str, tmp_path) -> str:
 
 
 def test_there_are_configs():
-    assert len(CONFIGS) == 3
+    assert len(CONFIGS) == 4
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
@@ -53,6 +53,13 @@ def test_config_builds(path, tmp_path):
         elif isinstance(value, list):
             head[key] = [v if v is None else stand_in(v, tmp_path) for v in value]
     model = MODELS.build(cfg.model)
+    if 'oln' in os.path.basename(path):  # 1st stage
+        assert type(model).__name__ == 'FasterRCNN'
+        assert type(model.rpn_head).__name__ == 'OlnRPNHead'  # bridged
+        assert type(model.roi_head).__name__ == 'OlnRoIHead'
+        assert isinstance(model.roi_head.bbox_head, BridgedBBoxHead)
+        assert model.rpn_head.train_cfg['objectness_sampler']['pos_fraction'] == 1.0
+        return
     assert type(model).__name__ == 'FastRCNN'
     assert type(model.roi_head).__name__ == 'MetaStandardRoIHead'
     assert type(model.roi_head.shared_head).__name__ == 'CLIPResLayer'
