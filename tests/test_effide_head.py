@@ -184,7 +184,7 @@ def assert_tal_margins(inputs, topk=13):
     """Every TAL decision of the float64 run decided by a margin (see the module docstring)."""
     scores, boxes, points, gt_labels, gt_bboxes, mask_gt = (t.double() for t in inputs)
     iou = yolov6('assigners.assigner_utils').iou_calculator
-    for b in range(BATCH):
+    for b in range(scores.shape[0]):
         valid = mask_gt[b, :, 0] > 0
         gts, labels = gt_bboxes[b][valid], gt_labels[b][valid, 0].long()
         if not len(gts):

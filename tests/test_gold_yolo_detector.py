@@ -114,13 +114,7 @@ def test_losses_and_gradients_match_the_pytorch_gold_yolo():
     boxes = compute_loss().bbox_decode(points / strides, distri.float()).double() * strides
     targets = compute_loss().preprocess(TARGETS.clone(), 2, torch.full((1, 4), IMG)).double()
     mask_gt = (targets[:, :, 1:].sum(-1, keepdim=True) > 0).double()
-    import test_effide_head
-    batch = test_effide_head.BATCH
-    test_effide_head.BATCH = 2
-    try:
-        assert_tal_margins((scores, boxes, points, targets[:, :, :1], targets[:, :, 1:], mask_gt))
-    finally:
-        test_effide_head.BATCH = batch
+    assert_tal_margins((scores, boxes, points, targets[:, :, :1], targets[:, :, 1:], mask_gt))
 
     model = MODELS.build(detector_cfg())
     model.load_state_dict(reference.state_dict(), strict=True)
@@ -167,3 +161,34 @@ def test_deploy_mode_same_outputs_and_checkpoint():
     deployed.load_state_dict(model.state_dict(), strict=True)
     with pytest.raises(RuntimeError, match='rbr_reparam'):
         deployed.load_state_dict(reference.state_dict(), strict=True)
+
+
+def test_reparameterize_tool_writes_a_deploy_checkpoint(tmp_path):
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'tools'))
+    import reparameterize
+    config = tmp_path / 'tiny_gold_yolo.py'
+    config.write_text("custom_imports = dict(imports=['jt_mm_plugins'], "
+                      f"allow_failed_imports=False)\nmodel = {detector_cfg()!r}\n")
+    reference = reference_model()
+    ckpt, out = tmp_path / 'train.pth', tmp_path / 'deploy.pth'
+    torch.save({'state_dict': reference.state_dict()}, ckpt)
+    assert reparameterize.main([str(config), str(ckpt), str(out)]) == 0
+    deployed = MODELS.build(detector_cfg(deploy=True))
+    deployed.load_state_dict(torch.load(out)['state_dict'], strict=True)
+    assert reparameterize.main([str(config), str(out), str(tmp_path / 'again.pth')]) == 2
+
+
+@pytest.mark.parametrize('config,millions', [('gold_yolo_s_coco.py', 21.5),
+                                             ('gold_yolo_n_coco.py', 5.6)])
+def test_deploy_parameter_counts_are_the_reported_ones(config, millions):
+    """Gold-YOLO's README: S 21.5 M, N 5.6 M parameters (of the fused model)."""
+    import os
+    from mmengine.config import Config
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs', 'gold_yolo', config)
+    model = MODELS.build(Config.fromfile(path).model)
+    model.eval()
+    model.switch_to_deploy()
+    count = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
+    assert round(count, 1) == millions
