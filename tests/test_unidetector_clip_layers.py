@@ -19,6 +19,7 @@ import torch
 
 import jt_mm_plugins  # noqa: F401
 from jt_mm_plugins.alignment import margins
+from jt_mm_plugins.alignment.pairs import EvalNormCLIPLayer4
 from jt_mm_plugins.models.layers.attention_pool import CLIPAttentionPool2d
 from jt_mm_plugins.models.roi_heads.clip_res_layer import CLIPResLayer
 from jt_mm_plugins.runtime import jt
@@ -140,23 +141,12 @@ def test_bad_arguments_and_inputs_are_named():
 
 
 @MODELS.register_module(force=True)
-class OpenCLIPLayer4(torch.nn.Module):
+class OpenCLIPLayer4(EvalNormCLIPLayer4):
     """Test reference: open_clip's layer4 as an mmdet shared head, BN always in eval mode."""
 
     def __init__(self, layers, width):
-        super().__init__()
-        self.layer4 = modified_resnet.ModifiedResNet(layers, OUT_DIM, HEADS, ROI * 16,
-                                                     width).layer4
-
-    def train(self, mode=True):
-        super().train(mode)
-        for m in self.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.eval()
-        return self
-
-    def forward(self, x):
-        return self.layer4(x)
+        super().__init__(modified_resnet.ModifiedResNet(layers, OUT_DIM, HEADS, ROI * 16,
+                                                        width).layer4)
 
 
 def roi_head_cfg(shared_head: str, bbox_head: str) -> dict:

@@ -8,10 +8,13 @@ pos 0.3 / neg 0.1 (UniDetector's): IoUs (by hand) 8/500 = 0.016 (negative), 28/4
 is 10 below the top, 4 above the bottom, 12 right of the left side and 6 left of the right side:
 centerness sqrt(4/10 * 6/12) = sqrt(0.2).
 """
+import os
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
 
 import jt_mm_plugins  # noqa: F401
 from jt_mm_plugins.bridge import call_jittor
@@ -23,28 +26,21 @@ META = dict(img_shape=(32, 32), pad_shape=(32, 32), batch_input_shape=(32, 32),
             scale_factor=(1., 1.))
 
 
-def build_head(**kwargs):
-    return OlnRPNHead(
-        in_channels=4, feat_channels=8,
-        anchor_generator=dict(type='AnchorGenerator', scales=[1], ratios=[1.0], strides=[16]),
-        bbox_coder=dict(type='TBLRBBoxCoder', normalizer=1.0),
-        reg_decoded_bbox=True,
-        loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=0.0),
-        loss_bbox=dict(type='IoULoss', mode='linear', loss_weight=10.0),
-        loss_objectness=dict(type='L1Loss', loss_weight=1.0),
-        train_cfg=dict(
-            assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.7, neg_iou_thr=0.3,
-                          min_pos_iou=0.3, ignore_iof_thr=-1),
-            sampler=dict(type='RandomSampler', num=256, pos_fraction=0.5, neg_pos_ub=-1,
-                         add_gt_as_proposals=False),
-            objectness_assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.3, neg_iou_thr=0.1,
-                                     min_pos_iou=0.3, ignore_iof_thr=-1),
-            objectness_sampler=dict(type='RandomSampler', num=256, pos_fraction=1.0,
-                                    neg_pos_ub=-1, add_gt_as_proposals=False),
-            allowed_border=-1, pos_weight=-1, debug=False),
-        test_cfg=dict(nms_pre=2000, max_per_img=10, nms=dict(type='nms', iou_threshold=0.0),
-                      min_bbox_size=0),
-        **kwargs)
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs',
+                      'unidetector', 'oln_faster_rcnn_r50_fpn_1ststage_mixed.py')
+
+
+def build_head():
+    """The 1st-stage config's OlnRPNHead, train and test settings, at a tiny size: 4 -> 8
+    channels, one level of stride 16 with one 16x16 anchor, anchors outside the image allowed."""
+    model = Config.fromfile(CONFIG).model
+    cfg = dict(model.rpn_head, in_channels=4, feat_channels=8,
+               train_cfg=dict(model.train_cfg.rpn, allowed_border=-1),
+               test_cfg=dict(model.test_cfg.rpn, max_per_img=10))
+    cfg['anchor_generator'] = dict(type='AnchorGenerator', scales=[1], ratios=[1.0],
+                                   strides=[16])
+    cfg.pop('type')
+    return OlnRPNHead(**cfg)
 
 
 GT = dict(bboxes=jt.array(np.array([[4., 6., 22., 20.]], np.float32)),

@@ -418,7 +418,7 @@ def build_bridged_bbox_head(size: str = 'small', seed: int = 0) -> Built:
     return _LossProbe(mixed, probe._loss_fn), reference, feats
 
 
-class _EvalNormLayer4(torch.nn.Module):
+class EvalNormCLIPLayer4(torch.nn.Module):
     """open_clip's ``layer4`` with its BatchNorms always in eval mode, as in UniDetector's
     CLIPResLayer (the reference of the ``clip_res_layer`` pair)."""
 
@@ -446,7 +446,7 @@ def build_clip_res_layer(size: str = 'small', seed: int = 0) -> Built:
     layers, width, roi, heads, batch = _sized(size, ([1, 1, 1, 2], 8, 8, 4, 3),
                                               ([3, 4, 6, 3], 64, 14, 32, 16))
     net = ModifiedResNet(layers, width * 8, heads, image_size=roi * 16, width=width)
-    reference = torch.nn.Sequential(_EvalNormLayer4(net.layer4), net.attnpool)
+    reference = torch.nn.Sequential(EvalNormCLIPLayer4(net.layer4), net.attnpool)
     candidate = torch.nn.Sequential(
         MODELS.build(dict(type='CLIPResLayer', layers=layers, width=width)),
         MODELS.build(dict(type='CLIPAttentionPool2d', spacial_dim=roi // 2,
