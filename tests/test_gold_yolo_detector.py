@@ -192,3 +192,9 @@ def test_deploy_parameter_counts_are_the_reported_ones(config, millions):
     model.switch_to_deploy()
     count = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
     assert round(count, 1) == millions
+
+
+def test_image_size_not_a_multiple_of_32_is_refused():
+    model = MODELS.build(detector_cfg())
+    with pytest.raises(ValueError, match='multiple of 32'):
+        model(torch.zeros(1, 3, 64, 70), mode='tensor')

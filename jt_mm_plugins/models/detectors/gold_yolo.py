@@ -3,6 +3,7 @@
 from mmdet.registry import MODELS
 
 from jt_mm_plugins.models.layers.repvgg_block import switch_to_deploy
+from jt_mm_plugins.utils.errors import InputError
 
 from .single_stage import JittorSingleStageDetector
 
@@ -15,7 +16,30 @@ class GoldYOLO(JittorSingleStageDetector):
     RepVGG block (backbone and neck) into one 3x3 conv, in place; the bridged parameters are
     rebuilt, so the deploy model's ``state_dict`` holds ``rbr_reparam`` and loads into a config
     whose backbone and neck say ``deploy=True``.
+
+    Images whose height or width is not a multiple of 32 (the largest stride) are refused with a
+    message naming the size: the data preprocessor's ``pad_size_divisor=32`` pads them (the
+    shipped configs set it).
     """
+
+    def _check_size(self, batch_inputs) -> None:
+        h, w = batch_inputs.shape[-2:]
+        if h % 32 or w % 32:
+            raise InputError(f'GoldYOLO: input {h}x{w} is not a multiple of 32 (the largest '
+                             f'stride); pad it, e.g. data_preprocessor=dict(..., '
+                             f'pad_size_divisor=32)')
+
+    def loss(self, batch_inputs, batch_data_samples):
+        self._check_size(batch_inputs)
+        return super().loss(batch_inputs, batch_data_samples)
+
+    def predict(self, batch_inputs, batch_data_samples, rescale: bool = True):
+        self._check_size(batch_inputs)
+        return super().predict(batch_inputs, batch_data_samples, rescale)
+
+    def _forward(self, batch_inputs, batch_data_samples=None):
+        self._check_size(batch_inputs)
+        return super()._forward(batch_inputs, batch_data_samples)
 
     def switch_to_deploy(self) -> 'GoldYOLO':
         self._push_state_to_jittor()
