@@ -37,6 +37,16 @@ from .base import JittorDetector, plain_config
 from .single_stage import JittorSingleStageCore, JittorSingleStageDetector
 
 
+def aux_head_inputs(aux_neck, feats, fpn_feats, detach: bool, concat) -> list:
+    """NanoDet-Plus's input of the aux head: per level the neck's output concatenated with the aux
+    FPN's; with ``detach`` (from ``detach_epoch`` on) the aux FPN gets detached backbone features
+    and the neck's outputs are detached. ``concat``: ``jt.concat`` or ``torch.cat``."""
+    if detach:
+        feats = [f.detach() for f in feats]
+        fpn_feats = [f.detach() for f in fpn_feats]
+    return [concat([f, a], 1) for f, a in zip(fpn_feats, aux_neck(feats))]
+
+
 def _check_detach_epoch(detach_epoch, owner: str) -> int:
     if not isinstance(detach_epoch, int) or detach_epoch < 0:
         raise InputError(f'{owner}: detach_epoch must be an int >= 0, got {detach_epoch!r}')
@@ -60,12 +70,8 @@ class JittorNanoDetPlusCore(JittorSingleStageCore):
              batch_img_metas: List[Dict]) -> Dict:
         feats = self.backbone(inputs)
         fpn_feats = self.neck(feats)
-        if self.epoch >= self.detach_epoch:
-            aux_feats = self.aux_neck([f.detach() for f in feats])
-            dual = [jt.concat([f.detach(), a], dim=1) for f, a in zip(fpn_feats, aux_feats)]
-        else:
-            aux_feats = self.aux_neck(feats)
-            dual = [jt.concat([f, a], dim=1) for f, a in zip(fpn_feats, aux_feats)]
+        dual = aux_head_inputs(self.aux_neck, feats, fpn_feats, self.epoch >= self.detach_epoch,
+                               jt.concat)
         return self.bbox_head.loss(fpn_feats, batch_gt_instances, batch_img_metas,
                                    aux_outs=self.aux_head(dual))
 
@@ -135,10 +141,6 @@ class NanoDetPlusMixed(SingleStageDetector):
     def loss(self, batch_inputs: torch.Tensor, batch_data_samples: SampleList) -> Dict:
         feats = self.backbone(batch_inputs)
         fpn_feats = self.neck(feats)
-        if self.epoch >= self.detach_epoch:
-            aux_feats = self.aux_neck([f.detach() for f in feats])
-            dual = [torch.cat([f.detach(), a], dim=1) for f, a in zip(fpn_feats, aux_feats)]
-        else:
-            aux_feats = self.aux_neck(feats)
-            dual = [torch.cat([f, a], dim=1) for f, a in zip(fpn_feats, aux_feats)]
+        dual = aux_head_inputs(self.aux_neck, feats, fpn_feats, self.epoch >= self.detach_epoch,
+                               torch.cat)
         return self.bbox_head.loss(fpn_feats, batch_data_samples, aux_outs=self.aux_head(dual))
