@@ -152,7 +152,8 @@ def to_levels(flat):
     out, start = [], 0
     for h, w in SIZES:
         chunk = flat[:, start:start + h * w]
-        out.append(np.ascontiguousarray(chunk.reshape(flat.shape[0], h, w, -1).transpose(0, 3, 1, 2)))
+        chunk = chunk.reshape(flat.shape[0], h, w, -1).transpose(0, 3, 1, 2)
+        out.append(np.ascontiguousarray(chunk))
         start += h * w
     return out
 

@@ -9,8 +9,9 @@ relative: float32 through ~40 layers) and the head's parameter gradients (1e-3 r
 largest gradient of each tensor). The backbone's and neck's float32 gradients are not compared
 here: their ReLU decisions are not margin-checked in this test (measured: up to 8% relative apart
 on a few tensors; tests/test_efficient_rep.py and test_repgd_neck.py compare them where float32
-decides and in float64), and a few of their biases have exactly-zero gradients by construction. Deploy mode: the fused detector's raw outputs equal the unfused
-ones (eval) and its state dict loads strictly into a ``deploy=True`` config.
+decides and in float64), and a few of their biases have exactly-zero gradients by construction.
+Deploy mode: the fused detector's raw outputs equal the unfused ones (eval) and its state dict
+loads strictly into a ``deploy=True`` config.
 """
 import copy
 
