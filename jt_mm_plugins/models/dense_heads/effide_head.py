@@ -1,7 +1,7 @@
 """``EffiDeHead``, YOLOv6 3.0's / Gold-YOLO's efficient decoupled head
 (``yolov6/models/effidehead.py`` ``Detect`` and ``build_effidehead_layer``, losses of
-``yolov6/models/losses/loss.py``
-``ComputeLoss``), in Jittor on :class:`JittorBaseDenseHead`, with YOLOv6's parameter names.
+``yolov6/models/losses/loss.py`` ``ComputeLoss``), in Jittor on :class:`JittorBaseDenseHead`,
+with YOLOv6's parameter names.
 
 Per level i: ``stems[i]`` (Conv 1x1, BN, SiLU), then ``cls_convs[i]`` / ``reg_convs[i]`` (Conv 3x3,
 BN, SiLU) and ``cls_preds[i]`` (1x1 -> num_classes) / ``reg_preds[i]`` (1x1 -> 4 (reg_max + 1)).
