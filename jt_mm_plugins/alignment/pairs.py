@@ -440,23 +440,25 @@ class EvalNormCLIPLayer4(torch.nn.Module):
 @alignment_pair('clip_res_layer', "UniDetector's CLIPResLayer + CLIPAttentionPool2d vs open_clip's "
                 'ModifiedResNet layer4 + attnpool (BatchNorms in eval mode)')
 def build_clip_res_layer(size: str = 'small', seed: int = 0) -> Built:
-    from mmdet.registry import MODELS
     from open_clip.modified_resnet import ModifiedResNet
     torch.manual_seed(seed)
     layers, width, roi, heads, batch = _sized(size, ([1, 1, 1, 2], 8, 8, 4, 3),
                                               ([3, 4, 6, 3], 64, 14, 32, 16))
     net = ModifiedResNet(layers, width * 8, heads, image_size=roi * 16, width=width)
     reference = torch.nn.Sequential(EvalNormCLIPLayer4(net.layer4), net.attnpool)
-    candidate = torch.nn.Sequential(
-        MODELS.build(dict(type='CLIPResLayer', layers=layers, width=width)),
-        MODELS.build(dict(type='CLIPAttentionPool2d', spacial_dim=roi // 2,
-                          embed_dim=width * 32, num_heads=heads, output_dim=width * 8)))
     randomize_norm_statistics(reference, seed)
-    candidate[0].layer4.load_state_dict(net.layer4.state_dict(), strict=True)
-    candidate[1].load_state_dict(net.attnpool.state_dict(), strict=True)
+    # one bridged Jittor module (tools/benchmark.py times its bare Jittor step)
+    from jt_mm_plugins.bridge import JittorModuleWrapper
+    from jt_mm_plugins.models.layers.attention_pool import CLIPAttentionPool2d
+    from jt_mm_plugins.models.roi_heads.clip_res_layer import CLIPResLayer
+    from jt_mm_plugins.runtime import jt
+    candidate = JittorModuleWrapper.from_jittor_module(jt.nn.Sequential(
+        CLIPResLayer(layers, width=width),
+        CLIPAttentionPool2d(roi // 2, width * 32, heads, width * 8)))
+    candidate.load_state_dict(reference.state_dict(), strict=True)
     # k_proj.bias adds q.b to every token's logit: the softmax ignores it, its gradient is zero by
     # construction and computed values are rounding noise on both sides; frozen in both
-    candidate[1].k_proj.bias.requires_grad_(False)
+    candidate.get_parameter('1.k_proj.bias').requires_grad_(False)
     net.attnpool.k_proj.bias.requires_grad_(False)
     return candidate, reference, [torch.randn(batch, width * 16, roi, roi)]
 
