@@ -199,3 +199,33 @@ def test_image_size_not_a_multiple_of_32_is_refused():
     model = MODELS.build(detector_cfg())
     with pytest.raises(ValueError, match='multiple of 32'):
         model(torch.zeros(1, 3, 64, 70), mode='tensor')
+
+
+def test_mixed_form_equals_pure():
+    """mmdet's ``SingleStageDetector`` holding the bridged EfficientRep, RepGDNeck and EffiDeHead:
+    the same losses, gradients and (clipped) predictions as the pure GoldYOLO."""
+    reference = reference_model()
+    pure = MODELS.build(detector_cfg())
+    mixed = MODELS.build(dict(detector_cfg(), type='SingleStageDetector'))
+    for model in (pure, mixed):
+        model.load_state_dict(reference.state_dict(), strict=True)
+        model.train()
+    images = make_images()
+    losses = [model.loss(images, data_samples()) for model in (pure, mixed)]
+    for key in ('loss_cls', 'loss_iou', 'loss_dfl'):
+        assert abs(float(losses[0][key]) - float(losses[1][key])) <= 1e-6 * float(losses[0][key])
+    for model, loss in zip((pure, mixed), losses):
+        sum(loss.values()).backward()
+    grads = dict(mixed.named_parameters())
+    for name, p in pure.named_parameters():
+        if p.grad is not None:
+            assert float((p.grad - grads[name].grad).abs().max()) <= \
+                1e-5 * max(float(p.grad.abs().max()), 1e-6), name
+    preds = []
+    for model in (pure, mixed):
+        model.eval()
+        with torch.no_grad():
+            preds.append(model.predict(images, data_samples())[0].pred_instances)
+    assert torch.equal(preds[0].labels, preds[1].labels) and len(preds[0]) > 0
+    assert float((preds[0].bboxes - preds[1].bboxes).abs().max()) <= 1e-4
+    assert float(preds[0].bboxes.min()) >= 0 and float(preds[0].bboxes.max()) <= IMG

@@ -22,7 +22,8 @@ positives weighted by their target-score sums / the same sum; weights class 1.0,
 Predictions (:meth:`predict_by_feat`): the decoded boxes (xyxy pixels, all levels) and class
 probabilities go through mmdet's post-processing (``score_thr``, ``nms_pre``, class-aware NMS,
 ``max_per_img``; Gold-YOLO evaluates with ``score_thr`` 0.03 and NMS IoU 0.65), not YOLOv6's own
-``non_max_suppression`` (not compared with it).
+``non_max_suppression`` (not compared with it); the kept boxes are clipped to the image (to
+``ori_shape`` with ``rescale``), as YOLOv6's ``scale_coords`` does after its NMS.
 
 Not built (yet): the ATSS warm-up assigner (``atss_warmup_epoch`` > 0 is refused: Gold-YOLO's
 configs set 0), ``use_dfl=False`` (N with SIoU uses reg_max 0), SIoU, the anchor-based
@@ -187,7 +188,12 @@ class EffiDeHead(JittorBaseDenseHead):
                 cls[i].sigmoid(), cfg.get('score_thr', 0.0), cfg.get('nms_pre', -1),
                 dict(bboxes=boxes[i]))
             found = dict(bboxes=kept['bboxes'], scores=scores, labels=labels)
-            results.append(self._bbox_post_process(found, cfg, rescale, with_nms, img_meta))
+            found = self._bbox_post_process(found, cfg, rescale, with_nms, img_meta)
+            h, w = img_meta['ori_shape' if rescale else 'img_shape'][:2]
+            found['bboxes'] = jt.concat([found['bboxes'][:, 0::2].clamp(0, w),  # x1, x2
+                                         found['bboxes'][:, 1::2].clamp(0, h)], dim=1)[
+                :, [0, 2, 1, 3]]
+            results.append(found)
         return results
 
     # ----------------------------------------------------------------------------------------
