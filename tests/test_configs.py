@@ -114,3 +114,21 @@ def test_gfocalv2_config_is_gfl_with_the_dgqp_head(gfocalv2_cfg, gfl_cfg):
     assert rest[0] == rest[1]
     assert without_scope({k: v for k, v in v2.model.to_dict().items() if k != 'bbox_head'}) == \
         without_scope({k: v for k, v in gfl.model.to_dict().items() if k != 'bbox_head'})
+
+
+def test_nanodet_plus_config_has_nanodets_schedule():
+    """NanoDet-Plus-m 320's settings (../shared/specs/seed-systems.md section 4.5)."""
+    cfg = Config.fromfile(os.path.join(REPO, 'configs/nanodet_plus/nanodet-plus-m_320_coco.py'))
+    resize = [t for t in cfg.train_pipeline if t.type == 'Resize'][0]
+    assert resize.scale == (320, 320) and resize.keep_ratio is False
+    assert cfg.train_dataloader.dataset.pipeline == cfg.train_pipeline
+    assert cfg.optim_wrapper.optimizer == dict(type='AdamW', lr=1e-3, weight_decay=0.05)
+    assert cfg.optim_wrapper.clip_grad == dict(max_norm=35, norm_type=2)
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.type, warmup.start_factor, warmup.end, warmup.by_epoch) == \
+        ('LinearLR', 1e-4, 500, False)
+    assert (cosine.type, cosine.T_max, cosine.eta_min, cfg.train_cfg.max_epochs) == \
+        ('CosineAnnealingLR', 300, 5e-5, 300)
+    hooks = {h.type: h for h in cfg.custom_hooks}
+    assert hooks['EMAHook'].momentum == 0.0002 and 'NanoDetPlusEpochHook' in hooks
+    assert cfg.model.type == 'NanoDetPlus' and cfg.model.detach_epoch == 10
