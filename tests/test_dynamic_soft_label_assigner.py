@@ -150,6 +150,7 @@ def test_degenerate_inputs():
     with pytest.raises(InputError, match='scores'):
         assigner.assign(SimpleNamespace(priors=jt.array(priors.numpy()),
                                         bboxes=jt.array(bboxes.numpy())),
-                        dict(bboxes=jt.array(gt_bboxes.numpy()), labels=jt.array(gt_labels.numpy())))
+                        dict(bboxes=jt.array(gt_bboxes.numpy()),
+                             labels=jt.array(gt_labels.numpy())))
     with pytest.raises(NotImplementedError, match='ignore_iof_thr'):
         DynamicSoftLabelAssigner(ignore_iof_thr=0.5)

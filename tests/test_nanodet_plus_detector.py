@@ -1,6 +1,6 @@
 """NanoDet-Plus detectors: ``NanoDetPlus`` (pure Jittor, one bridge crossing) and
-``NanoDetPlusMixed`` (mmdet's SingleStageDetector of bridged parts), a tiny NanoDet-Plus (ShuffleNetV2
-0.5x, 16-channel GhostPAN and heads, 64 px).
+``NanoDetPlusMixed`` (mmdet's SingleStageDetector of bridged parts), a tiny NanoDet-Plus
+(ShuffleNetV2 0.5x, 16-channel GhostPAN and heads, 64 px).
 
 * one state dict loads strictly into both; train-mode losses (6, the aux head's included) agree
   within 1e-5 relative and the heads' parameter gradients within 1e-3 relative; in float64

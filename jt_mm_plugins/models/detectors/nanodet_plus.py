@@ -1,5 +1,5 @@
-"""NanoDet-Plus (``nanodet/model/arch/nanodet_plus.py``, ../shared/specs/seed-systems.md section 4.1):
-a single-stage detector with a training-only auxiliary branch, the assign guidance module.
+"""NanoDet-Plus (``nanodet/model/arch/nanodet_plus.py``, ../shared/specs/seed-systems.md section
+4.1): a single-stage detector with a training-only auxiliary branch, the assign guidance module.
 
 In training, an auxiliary FPN (by default a copy of the neck's config, NanoDet's ``aux_fpn``) runs
 on the backbone features; each level's neck output concatenated with the aux FPN's feeds the aux

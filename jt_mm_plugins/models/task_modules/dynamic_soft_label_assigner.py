@@ -63,7 +63,7 @@ class DynamicSoftLabelAssigner:
     * mmdet's centre of a gt with ``masks`` (centre of mass) and NanoDet's ``ignore_iof_thr`` are
       not supported (errors say so).
 
-    The cost is computed in Jittor (float32); the top-k choices are taken on the host in float32,
+    The cost is computed in Jittor (in the scores' dtype); the top-k choices are taken on the host,
     as the other Jittor assigners do.
 
     Args:
