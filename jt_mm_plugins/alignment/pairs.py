@@ -530,3 +530,21 @@ def build_detr_decoder(size: str = 'small', seed: int = 0) -> Built:
     # (its bias), so its in_proj gradients are zero by construction and only rounding noise.
     query = torch.randn(query_pos.shape, generator=gen)
     return candidate, reference, [query, memory, memory, query_pos, memory_pos, mask]
+
+
+@alignment_pair('efficient_rep', "EfficientRep (Gold-YOLO's backbone: fuse_P2, SimCSPSPPF) vs "
+                "yolov6detect's EfficientRep (its SPPF pools run unchained, the same values)",
+                float64_candidate=True)
+def build_efficient_rep(size: str = 'small', seed: int = 0) -> Built:
+    from mmdet.registry import MODELS
+    from .yolov6_reference import unchain_sppf_pools_, yolov6_module, yolov6_trained_bn_
+    torch.manual_seed(seed)
+    channels, repeats, hw = _sized(size, ([8, 16, 16, 24, 32], [1, 2, 2, 2, 2], 64),
+                                   ([32, 64, 128, 256, 512], [1, 2, 4, 6, 2], 320))  # S
+    reference = yolov6_module('models.efficientrep').EfficientRep(
+        3, channels, repeats, fuse_P2=True, cspsppf=True)
+    unchain_sppf_pools_(yolov6_trained_bn_(reference))
+    candidate = MODELS.build(dict(type='EfficientRep', channels_list=channels,
+                                  num_repeats=repeats, fuse_P2=True, cspsppf=True))
+    _load_identical(candidate, reference, seed)
+    return candidate, reference, [torch.randn(2, 3, hw, hw)]
