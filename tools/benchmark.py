@@ -271,7 +271,7 @@ def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool
 # Component level: the alignment pairs that are one bridged Jittor module (the head and detector
 # pairs compare losses through probes and are timed at the detector level below).
 COMPONENTS = ('clip_resnet', 'fpn', 'resnet', 'shufflenet_v2', 'ghost_pan', 'detr_encoder',
-              'detr_decoder')
+              'detr_decoder', 'efficient_rep')
 
 # Detector level: one training step (loss + backward) of a detector with Jittor parts against its
 # all-PyTorch twin (same architecture, weights, batch). (jittor config, PyTorch config) pairs:
