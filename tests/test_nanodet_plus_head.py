@@ -250,6 +250,77 @@ def test_outputs_losses_and_gradients_match_reference():
         assert cost.shape[1] == 3
 
 
+def ref_predict(head, feats, score_thr, iou_thr):
+    """NanoDet-Plus's ``get_bboxes`` from the spec on the reference head's outputs: sigmoid scores,
+    distances (softmax times the bins) times the stride around the priors, clipped to the image,
+    class-aware NMS (mmcv's); returns per image (boxes, scores, labels) and the decision margins
+    (scores to ``score_thr``, same-class IoUs of the candidates to ``iou_thr``, score gaps between
+    same-class candidates that suppress each other)."""
+    from mmcv.ops import batched_nms
+    cls_list, reg_list = head(feats)
+    results, margins = [], []
+    for i in range(cls_list[0].shape[0]):
+        boxes, scores = [], []
+        for cls, reg, s in zip(cls_list, reg_list, STRIDES):
+            h, w = cls.shape[-2:]
+            ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
+            xy = (torch.stack([xs.flatten(), ys.flatten()], -1) * s).to(cls.dtype)
+            probs = F.softmax(reg[i].permute(1, 2, 0).reshape(-1, 4, REG_MAX + 1), -1)
+            dist = (probs * torch.arange(REG_MAX + 1, dtype=cls.dtype)).sum(-1) * s
+            boxes.append(torch.cat([xy - dist[:, :2], xy + dist[:, 2:]], 1).clamp(0, IMG))
+            scores.append(cls[i].permute(1, 2, 0).reshape(-1, NUM_CLASSES).sigmoid())
+        boxes, scores = torch.cat(boxes), torch.cat(scores)
+        margins.append(float((scores - score_thr).abs().min()))
+        keep = scores > score_thr
+        cand_boxes = boxes[:, None].expand(-1, NUM_CLASSES, 4)[keep]
+        cand_scores, cand_labels = scores[keep], torch.nonzero(keep)[:, 1]
+        same = cand_labels[:, None] == cand_labels[None]
+        ious = torch.stack([torch.stack([_iou(a, b) for b in cand_boxes]) for a in cand_boxes])
+        off_diag = same & ~torch.eye(len(ious), dtype=torch.bool)
+        margins.append(float((ious[off_diag] - iou_thr).abs().min()))
+        # NMS order matters between same-class candidates that suppress each other
+        rivals = off_diag & (ious > iou_thr)
+        gaps = (cand_scores[:, None] - cand_scores[None]).abs()[rivals]
+        margins.append(float(gaps.min()) if len(gaps) else 1.0)
+        dets, kept = batched_nms(cand_boxes.float(), cand_scores.float(), cand_labels,
+                                 dict(type='nms', iou_threshold=iou_thr))
+        results.append((cand_boxes[kept][:100], cand_scores[kept][:100], cand_labels[kept][:100]))
+    return results, margins
+
+
+def _iou(a, b):
+    wh = (torch.minimum(a[2:], b[2:]) - torch.maximum(a[:2], b[:2])).clamp(min=0)
+    inter = wh[0] * wh[1]
+    area = (a[2:] - a[:2]).prod() + (b[2:] - b[:2]).prod()
+    return inter / (area - inter)
+
+
+def test_predictions_match_reference():
+    """Eval mode: NanoDet-Plus's post-processing on the reference head's outputs (float64, with its
+    decision margins asserted) against the bridged head's ``predict`` (mmdet's interface)."""
+    from mmdet.structures import DetDataSample
+    score_thr, iou_thr = 0.5, 0.6
+    reference = RefProbe()
+    randomise_convs_(reference, torch.Generator().manual_seed(2))
+    randomize_norm_statistics(reference, 2)
+    head = NanoDetPlusHead.bridged(**HEAD, test_cfg=dict(
+        score_thr=score_thr, nms=dict(type='nms', iou_threshold=iou_thr), max_per_img=100))
+    head.load_state_dict(reference.head.state_dict(), strict=True)
+    reference.eval()
+    head.eval()
+    feats = make_inputs(2)[0]
+    with torch.no_grad():
+        expected, margins = ref_predict(reference.double().head, [f.double() for f in feats],
+                                        score_thr, iou_thr)
+        got = head.predict(feats, [DetDataSample(metainfo=m) for m in METAS])
+    assert min(margins) > 1e-5, margins  # float32 errors: scores ~1e-7, IoUs ~1e-6
+    for (boxes, scores, labels), result in zip(expected, got):
+        assert 5 < len(scores) < 100
+        torch.testing.assert_close(result.scores.double(), scores, atol=1e-5, rtol=0)
+        torch.testing.assert_close(result.bboxes.double(), boxes, atol=1e-4, rtol=0)
+        assert torch.equal(result.labels.long(), labels.long())
+
+
 def _jittor_losses(gts, seed=0):
     head, aux = NanoDetPlusHead(**HEAD), SimpleConvHead(**AUX)
     feats, dual = make_inputs(seed)

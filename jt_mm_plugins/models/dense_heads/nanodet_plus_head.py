@@ -36,7 +36,7 @@ from jt_mm_plugins.models.task_modules.point_generator import MlvlPointGenerator
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.dist import reduce_mean
 from jt_mm_plugins.utils.errors import InputError
-from ..utils import concat_rows, filter_scores_and_topk, normal_init_convs, take_rows
+from ..utils import normal_init_convs, take_rows
 from .base_dense_head import JittorBaseDenseHead
 from .gfl_head import Integral
 from .simple_conv_head import CLS_BIAS
@@ -317,33 +317,18 @@ class NanoDetPlusHead(JittorBaseDenseHead):
     # predictions
     # ----------------------------------------------------------------------------------------
 
-    def _predict_by_feat_single(self, cls_score_list: List[jt.Var], bbox_pred_list: List[jt.Var],
-                                score_factor_list: List[Optional[jt.Var]],
-                                mlvl_priors: List[jt.Var], img_meta: dict, cfg: Optional[Dict],
-                                rescale: bool = False, with_nms: bool = True) -> Dict[str, jt.Var]:
-        """One image: sigmoid scores, expected distances times the stride around the priors
-        (clipped to ``img_shape``), the ``score_thr`` / ``nms_pre`` filter, then
-        :meth:`_bbox_post_process` (NanoDet's ``multiclass_nms``)."""
-        cfg = self._resolve_test_cfg(cfg)
-        nms_pre = cfg.get('nms_pre', -1)
-        dtype = str(cls_score_list[0].dtype)
-        mlvl_bboxes, mlvl_scores, mlvl_labels = [], [], []
-        for level_idx, (cls_score, bbox_pred, stride, priors) in enumerate(
-                zip(cls_score_list, bbox_pred_list, self.prior_generator.strides, mlvl_priors)):
-            self._check_level_sizes(level_idx, cls_score, bbox_pred)
-            distances = self.distribution_project(bbox_pred.permute(1, 2, 0)) * stride[0]
-            scores, labels, _, filtered = filter_scores_and_topk(
-                self._level_scores(cls_score), cfg.get('score_thr', 0), nms_pre,
-                dict(distances=distances, priors=priors))
-            if scores.shape[0] > 0:
-                mlvl_bboxes.append(self.bbox_coder.decode(
-                    filtered['priors'][:, :2], filtered['distances'],
-                    max_shape=img_meta['img_shape']))
-            mlvl_scores.append(scores)
-            mlvl_labels.append(labels)
-        results = dict(
-            bboxes=concat_rows(mlvl_bboxes, (4, ), dtype),
-            scores=concat_rows(mlvl_scores, (), dtype),
-            labels=concat_rows(mlvl_labels, (), 'int64'))
-        return self._bbox_post_process(
-            results=results, cfg=cfg, rescale=rescale, with_nms=with_nms, img_meta=img_meta)
+    def predict_by_feat(self, cls_scores: List[jt.Var], bbox_preds: List[jt.Var],
+                        score_factors: Optional[List[jt.Var]] = None,
+                        batch_img_metas: Optional[List[dict]] = None, cfg: Optional[Dict] = None,
+                        rescale: bool = False, with_nms: bool = True) -> List[Dict[str, jt.Var]]:
+        """NanoDet-Plus's post-processing: sigmoid scores, the expected distances times the stride
+        around the priors (clipped to ``img_shape``), the ``score_thr`` / ``nms_pre`` filter and
+        class-aware NMS (NanoDet's ``multiclass_nms``): the base class's path on the decoded
+        distances (N, 4, H, W) of each level."""
+        distances = []
+        for bbox_pred, stride in zip(bbox_preds, self.prior_generator.strides):
+            num_imgs, _, height, width = (int(s) for s in bbox_pred.shape)
+            dist = self.distribution_project(bbox_pred.permute(0, 2, 3, 1)) * stride[0]
+            distances.append(dist.reshape(num_imgs, height, width, 4).permute(0, 3, 1, 2))
+        return super().predict_by_feat(cls_scores, distances, None, batch_img_metas, cfg,
+                                       rescale, with_nms)
