@@ -175,7 +175,8 @@ def test_reparameterize_tool_writes_a_deploy_checkpoint(tmp_path):
     reference = reference_model()
     ckpt, out = tmp_path / 'train.pth', tmp_path / 'deploy.pth'
     torch.save({'state_dict': reference.state_dict()}, ckpt)
-    assert reparameterize.main([str(config), str(ckpt), str(out)]) == 0
+    assert reparameterize.main([str(config), str(ckpt), str(out), '--time', '1',
+                                '--image-size', '64']) == 0
     deployed = MODELS.build(detector_cfg(deploy=True))
     deployed.load_state_dict(torch.load(out)['state_dict'], strict=True)
     assert reparameterize.main([str(config), str(out), str(tmp_path / 'again.pth')]) == 2
