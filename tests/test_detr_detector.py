@@ -1,5 +1,6 @@
 """DETR as a whole: pure Jittor (``JittorDETR``) and mixed (``ConfigurableDETR``: mmdet's DETR with
-the Jittor positional encoding, encoder, decoder and head) against mmdet's ``DETR``, identical
+the Jittor positional encoding, encoder, decoder and head, or with the Jittor transformer only;
+mmdet's plain ``DETR`` with the Jittor head) against mmdet's ``DETR``, identical
 weights, a tiny configuration (ResNet-18 of width 8 to stride 16, ChannelMapper to 16 channels,
 1 encoder and 2 decoder layers, 2 heads, 5 queries) and two images of different sizes (padding
 masks). mmdet's state dict loads strictly into both.
@@ -56,6 +57,9 @@ MIXED = dict(type='ConfigurableDETR', encoder=dict(type='JittorDetrTransformerEn
              decoder=dict(type='JittorDetrTransformerDecoder'),
              positional_encoding=dict(type='JittorSinePositionalEncoding'),
              bbox_head=dict(type='JittorDETRHead'))
+# mmdet's plain DETR holding the Jittor head; mmdet's DETR with the Jittor transformer, mmdet's head
+HEAD_ONLY = dict(bbox_head=dict(type='JittorDETRHead'))
+TRANSFORMER_ONLY = dict(MIXED, bbox_head=dict(type='DETRHead'))
 
 
 def merged(base, override):
@@ -125,7 +129,8 @@ def head_outputs(detector, data, dtype):
         return detector.bbox_head(**hidden)
 
 
-@pytest.mark.parametrize('override', [PURE, MIXED], ids=['pure', 'mixed'])
+@pytest.mark.parametrize('override', [PURE, MIXED, HEAD_ONLY, TRANSFORMER_ONLY],
+                         ids=['pure', 'mixed', 'head_only', 'transformer_only'])
 def test_losses_gradients_and_predictions_match_mmdet(override):
     reference, model = twins(override)
     data = batch()
