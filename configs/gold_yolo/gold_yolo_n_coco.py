@@ -1,12 +1,4 @@
-# Gold-YOLO-N on COCO at 640 (configs/gold_yolo-n.py of the original): gold_yolo_s_coco.py with
-# width 0.25 and the N neck settings. The original N uses SIoU with reg_max 0 (no DFL) for its
-# first training step; EffiDeHead builds GIoU + DFL only, so this config trains N with S's loss
-# (stated difference).
-_base_ = ['./gold_yolo_s_coco.py']
-
-model = dict(
-    backbone=dict(width_multiple=0.25),
-    neck=dict(width_multiple=0.25,
-              extra_cfg=dict(fusion_in=480, ppa_in=352, embed_dim_p=96, embed_dim_n=352,
-                             trans_channels=[64, 32, 64, 128])),
-    bbox_head=dict(in_channels=[32, 64, 128]))
+# Gold-YOLO-N on COCO at 640 (configs/gold_yolo-n.py of the original): gold_yolo_s_coco.py's data
+# and solver with the N model (_base_/gold_yolo_n_model.py: width 0.25, the N neck; trained with
+# S's GIoU + DFL loss, a stated difference).
+_base_ = ['./_base_/gold_yolo_coco_640.py', './_base_/gold_yolo_n_model.py']
