@@ -69,8 +69,6 @@ class EffiDeHead(JittorBaseDenseHead):
         train_cfg, test_cfg (dict, optional): Kept for mmdet's detectors.
     """
 
-    _torch_buffers = ()
-
     def __init__(self, num_classes: int = 80, in_channels: Sequence[int] = (64, 128, 256),
                  strides: Sequence[int] = (8, 16, 32), reg_max: int = 16, use_dfl: bool = True,
                  prior_prob: float = 1e-2, grid_cell_offset: float = 0.5,
