@@ -26,7 +26,7 @@ from torch import nn
 from jt_mm_plugins.runtime import jt  # noqa: I001  (configures Jittor before anything imports it)
 import jt_mm_plugins  # noqa: F401
 from jt_mm_plugins.alignment.compare import compare_modules, randomize_norm_statistics
-from jt_mm_plugins.alignment.nanodet_reference import RefDepthwiseConvModule, torch_act
+from jt_mm_plugins.alignment.nanodet_reference import RefNanoDetPlusHead, torch_act
 from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.models.dense_heads import NanoDetPlusHead, SimpleConvHead
 from jt_mm_plugins.utils.errors import InputError
@@ -53,29 +53,6 @@ CAPTURED = []  # (cost, ious) of every float64 reference assignment
 # --------------------------------------------------------------------------------------------------
 # The reference, from the spec
 # --------------------------------------------------------------------------------------------------
-class RefHead(nn.Module):
-    """Per level: stacked DW k5 modules (BN, LeakyReLU 0.1), then a 1x1 conv to C + 4 (R + 1)."""
-
-    def __init__(self):
-        super().__init__()
-        self.cls_convs = nn.ModuleList([
-            nn.ModuleList([RefDepthwiseConvModule(CH, 5, 1, 'LeakyReLU') for _ in range(2)])
-            for _ in STRIDES])
-        self.gfl_cls = nn.ModuleList(
-            [nn.Conv2d(CH, NUM_CLASSES + 4 * (REG_MAX + 1), 1) for _ in STRIDES])
-        self.distribution_project = nn.Module()
-        self.distribution_project.register_buffer('project',
-                                                  torch.linspace(0, REG_MAX, REG_MAX + 1))
-
-    def forward(self, feats):
-        outs = []
-        for x, tower, conv in zip(feats, self.cls_convs, self.gfl_cls):
-            for m in tower:
-                x = m(x)
-            outs.append(conv(x))
-        return ([o[:, :NUM_CLASSES] for o in outs], [o[:, NUM_CLASSES:] for o in outs])
-
-
 class RefConvGN(nn.Module):
     def __init__(self, cin, cout):
         super().__init__()
@@ -194,7 +171,8 @@ def ref_losses(project, cls_list, reg_list, aux_cls_list, aux_reg_list):
 class RefProbe(nn.Module):
     def __init__(self):
         super().__init__()
-        self.head, self.aux_head = RefHead(), RefAuxHead()
+        self.head = RefNanoDetPlusHead(NUM_CLASSES, CH, CH, 2, 5, STRIDES, REG_MAX)
+        self.aux_head = RefAuxHead()
 
     def forward(self, feats, dual):
         cls, reg = self.head(feats)

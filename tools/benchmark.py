@@ -97,8 +97,13 @@ class PeakRSS:
         self.growth = max(self.peak - self.base, 0)
 
 
-def _torch_step(module: torch.nn.Module, inputs: List) -> Callable[[], None]:
+def _torch_step(module: torch.nn.Module, inputs: List,
+                forward_only: bool = False) -> Callable[[], None]:
     xs = fresh_inputs(inputs)
+
+    def forward():  # (inference latency: no graph, no backward)
+        with torch.no_grad():
+            module(*xs)
 
     def step():
         module.zero_grad(set_to_none=True)
@@ -108,7 +113,7 @@ def _torch_step(module: torch.nn.Module, inputs: List) -> Callable[[], None]:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
-    return step
+    return forward if forward_only else step
 
 
 def jittor_gradients(module, xs, input_vars: List) -> Dict[str, 'jt.Var']:
@@ -130,8 +135,18 @@ def jittor_gradients(module, xs, input_vars: List) -> Dict[str, 'jt.Var']:
     return dict(zip(names, grads))
 
 
-def _jittor_step(module, inputs: List) -> Callable[[], None]:
+def _jittor_forward(module, xs) -> None:
+    """One bare-Jittor forward without a graph, every output computed."""
+    from jt_mm_plugins.bridge.tensors import flatten_structure
+    with jt.no_grad():
+        jt.sync(flatten_structure(module(*xs), lambda v: isinstance(v, jt.Var)))
+    jt.sync_all(True)
+
+
+def _jittor_step(module, inputs: List, forward_only: bool = False) -> Callable[[], None]:
     xs = map_structure(torch_to_jittor, inputs)
+    if forward_only:
+        return lambda: _jittor_forward(module, xs)
     input_vars = []
     map_structure(input_vars.append, xs)
     # Gradients w.r.t. float inputs only (a boolean padding mask has none).
@@ -170,7 +185,7 @@ def probe_peak_memory(kind: str, name: str, variant: str, args) -> Dict:
     """In this process (meant to be a fresh one): build the pair or detector as the timing run
     does, then run ``args.memory_steps`` steps of ``variant`` alone under ``PeakRSS``."""
     if kind == 'component':
-        steps, _ = pair_steps(name, args.size, not args.eval_mode)
+        steps, _ = pair_steps(name, args.size, not args.eval_mode, args.forward_only)
     else:
         steps, _ = detector_steps(name, args.detector_batch, args.detector_image_size)
     step = steps[variant]
@@ -190,6 +205,7 @@ def fresh_process_peak_memory(kind: str, name: str, variant: str, args) -> Dict:
                '--detector-batch', str(args.detector_batch),
                '--detector-image-size', str(args.detector_image_size)]
     command += ['--eval-mode'] if args.eval_mode else []
+    command += ['--forward-only'] if args.forward_only else []
     done = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith(MEMORY_PROBE_TAG)]
     if done.returncode != 0 or not lines:
@@ -240,22 +256,22 @@ def format_kernel_profile(name: str, kernels: List[Dict], top: int) -> str:
     return '\n'.join(lines)
 
 
-def pair_steps(name: str, size: str, training: bool):
+def pair_steps(name: str, size: str, training: bool, forward_only: bool = False):
     """The three variants' step functions of an alignment pair, and the input shapes."""
     candidate, reference, inputs = get_pair(name).build(size, 0)
     candidate.train(training)
     reference.train(training)
     steps = {
-        'pytorch': _torch_step(reference, inputs),
-        'jittor': _jittor_step(candidate.jittor_module, inputs),
-        'bridged': _torch_step(candidate, inputs),
+        'pytorch': _torch_step(reference, inputs, forward_only),
+        'jittor': _jittor_step(candidate.jittor_module, inputs, forward_only),
+        'bridged': _torch_step(candidate, inputs, forward_only),
     }
     return steps, [list(x.shape) for x in leaves(inputs)]
 
 
 def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool,
-                   profile_top: int = 0) -> Dict:
-    steps, shapes = pair_steps(name, size, training)
+                   profile_top: int = 0, forward_only: bool = False) -> Dict:
+    steps, shapes = pair_steps(name, size, training, forward_only)
     result = {'component': name, 'size': size, 'shapes': shapes}
     result.update(_time(steps, warmup, iters, name))
     result['bridge_overhead'] = result['bridged']['median_s'] / result['jittor']['median_s'] - 1
@@ -424,6 +440,9 @@ def parse_args(argv=None):
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--eval-mode', action='store_true',
                         help='modules in eval mode (default: train mode, as in training)')
+    parser.add_argument('--forward-only', action='store_true',
+                        help='time the forward alone, without a graph (inference latency; use '
+                             'with --eval-mode), e.g. nanodet_plus at batch 1')
     parser.add_argument('--detector', action='append', choices=sorted(DETECTOR_PAIRS), default=[],
                         help='also time a whole pure-Jittor detector training step (repeatable)')
     parser.add_argument('--detector-batch', type=int, default=2)
@@ -463,14 +482,15 @@ def main(argv=None) -> int:
               f'torch threads {torch.get_num_threads()}; {runtime.describe()}; '
               f'{time.strftime("%Y-%m-%d")}; median of {args.iters} steps after {args.warmup} '
               f'warm-up, variants alternating; {"eval" if args.eval_mode else "train"} mode; '
-              f'forward + backward; OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "unset")}; '
+              f'{"forward only" if args.forward_only else "forward + backward"}; OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "unset")}; '
               f'glibc malloc keeps freed memory: {"yes" if allocator_tuned else "no"}; '
               f'load average at start {os.getloadavg()[0]:.2f}; peak memory: '
               + (f'{args.memory_steps} steps per variant in a fresh process each.'
                  if args.memory_steps else 'not measured.'))
     print(header, flush=True)
     results = [add_peak_memory(benchmark_pair(n, args.size, args.warmup, args.iters,
-                                              not args.eval_mode, args.profile_jittor),
+                                              not args.eval_mode, args.profile_jittor,
+                                              args.forward_only),
                                'component', n, args) for n in names]
     results += [add_peak_memory(benchmark_detector(n, args.warmup, args.iters, args.detector_batch,
                                                    args.detector_image_size),

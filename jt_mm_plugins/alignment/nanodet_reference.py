@@ -142,6 +142,36 @@ class RefGhostPAN(nn.Module):
         return tuple(outs)
 
 
+
+class RefNanoDetPlusHead(nn.Module):
+    """NanoDet-Plus's head forward from the spec (section 4.3): per level ``stacked_convs``
+    depthwise modules (k x k, BN, act; the input width must equal ``feat_channels``), then a 1x1
+    conv to ``num_classes + 4 * (reg_max + 1)``, returned split into per-level class logits and
+    box distributions; ``distribution_project.project`` holds the bins (a buffer)."""
+
+    def __init__(self, num_classes, in_channels, feat_channels=96, stacked_convs=2, kernel_size=5,
+                 strides=(8, 16, 32), reg_max=7, activation='LeakyReLU'):
+        super().__init__()
+        assert in_channels == feat_channels, 'the reference keeps the width through the towers'
+        self.num_classes = num_classes
+        self.cls_convs = nn.ModuleList([
+            nn.ModuleList([RefDepthwiseConvModule(feat_channels, kernel_size, 1, activation)
+                           for _ in range(stacked_convs)])
+            for _ in strides])
+        self.gfl_cls = nn.ModuleList(
+            [nn.Conv2d(feat_channels, num_classes + 4 * (reg_max + 1), 1) for _ in strides])
+        self.distribution_project = nn.Module()
+        self.distribution_project.register_buffer('project',
+                                                  torch.linspace(0, reg_max, reg_max + 1))
+
+    def forward(self, feats):
+        outs = []
+        for x, tower, conv in zip(feats, self.cls_convs, self.gfl_cls):
+            for m in tower:
+                x = m(x)
+            outs.append(conv(x))
+        return ([o[:, :self.num_classes] for o in outs], [o[:, self.num_classes:] for o in outs])
+
 TORCHVISION = {'0.5x': 'shufflenet_v2_x0_5', '1.0x': 'shufflenet_v2_x1_0',
                '1.5x': 'shufflenet_v2_x1_5', '2.0x': 'shufflenet_v2_x2_0'}
 
@@ -175,3 +205,17 @@ class TorchvisionTrunk(torch.nn.Module):
             if i in self.out_stages:
                 outs.append(x)
         return tuple(outs)
+
+
+class RefNanoDetPlusInference(nn.Module):
+    """NanoDet-Plus's inference graph in PyTorch: torchvision's ShuffleNetV2 trunk, the spec's
+    GhostPAN and head, under mmdet's part names (``backbone``, ``neck``, ``bbox_head``)."""
+
+    def __init__(self, backbone: dict, neck: dict, bbox_head: dict):
+        super().__init__()
+        self.backbone = TorchvisionTrunk(**backbone)
+        self.neck = RefGhostPAN(**neck)
+        self.bbox_head = RefNanoDetPlusHead(**bbox_head)
+
+    def forward(self, x):
+        return self.bbox_head(self.neck(self.backbone(x)))

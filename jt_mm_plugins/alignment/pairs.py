@@ -177,6 +177,34 @@ def build_ghost_pan(size: str = 'small', seed: int = 0) -> Built:
     feats = tuple(torch.randn(2, c, hw // 2**i, hw // 2**i) for i, c in enumerate(in_channels))
     return candidate, reference, [feats]
 
+
+@alignment_pair('nanodet_plus', "NanoDet-Plus's inference graph (ShuffleNetV2 + GhostPAN + "
+                'NanoDetPlusHead, pure Jittor detector, mode=tensor) vs torchvision trunk + the '
+                "spec's GhostPAN and head (alignment/nanodet_reference.py)", float64_candidate=True)
+def build_nanodet_plus(size: str = 'small', seed: int = 0) -> Built:
+    from mmdet.registry import MODELS
+    from .nanodet_reference import RefNanoDetPlusInference
+    torch.manual_seed(seed)
+    model_size, stage_channels, width, hw, batch = _sized(
+        size, ('0.5x', [48, 96, 192], 16, 256, 2), ('1.0x', [116, 232, 464], 96, 320, 1))
+    parts = dict(
+        backbone=dict(model_size=model_size, out_stages=(2, 3, 4), activation='LeakyReLU'),
+        neck=dict(in_channels=stage_channels, out_channels=width, use_depthwise=True,
+                  kernel_size=5, num_extra_level=1),
+        bbox_head=dict(num_classes=80, in_channels=width, feat_channels=width,
+                       strides=(8, 16, 32, 64)))
+    reference = RefNanoDetPlusInference(**parts)
+    candidate = MODELS.build(dict(
+        type='JittorSingleStageDetector', backbone=dict(type='ShuffleNetV2', **parts['backbone']),
+        neck=dict(type='GhostPAN', **parts['neck']),
+        bbox_head=dict(type='NanoDetPlusHead', **parts['bbox_head'])))
+    _load_identical(candidate, reference, seed)
+    for model in (candidate, reference):  # (see build_ghost_pan)
+        for name, p in model.named_parameters():
+            if name.endswith('shortcut.1.bias'):
+                p.requires_grad_(False)
+    return candidate, reference, [torch.randn(batch, 3, hw, hw)]
+
 # --- Losses of heads and detectors ------------------------------------------------------------
 class _LossProbe(torch.nn.Module):
     """Turns ``loss_fn(model, *inputs) -> dict of losses`` into a module whose output is compared;
