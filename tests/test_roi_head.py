@@ -592,7 +592,8 @@ def _with(cfg: dict, path: str, value) -> dict:
     ('bbox_roi_extractor.roi_layer', dict(type='RoIAlign', output_size=7, spatial_scale=0.5),
      ValueError, 'spatial_scale'),
     ('mask_head', dict(type='FCNMaskHead'), NotImplementedError, 'mask'),
-    ('shared_head', dict(type='ResLayer', depth=50), NotImplementedError, 'shared_head'),
+    # shared heads are built as Jittor modules (CLIPResLayer); mmdet's ResLayer has no twin
+    ('shared_head', dict(type='ResLayer', depth=50), KeyError, 'shared_head.*ResLayer'),
     ('bbox_head.cls_predictor_cfg', dict(type='NormedLinear'), NotImplementedError,
      'cls_predictor_cfg'),
     ('bbox_head.loss_cls', dict(type='NoSuchLoss'), KeyError, 'NoSuchLoss'),

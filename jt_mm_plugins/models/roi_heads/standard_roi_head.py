@@ -25,6 +25,12 @@ class JittorStandardRoIHead(jt.nn.Module):
     (``bbox_head.shared_fcs.0.weight`` ...), so an mmdet Faster R-CNN checkpoint's ``roi_head.*``
     keys load strictly.
 
+    As mmdet's ``StandardRoIHead`` under :class:`~jt_mm_plugins.bridge.bbox_head.MetaStandardRoIHead`,
+    every sampling result carries its image's metainfo (``img_meta``, where UniDetector's
+    ``BBoxHeadCLIPPartitioned`` reads ``dataset_id``) and the metas given to the box head's
+    ``predict_by_feat`` carry the proposals' ``scores`` as ``proposal_scores`` (read by
+    ``BBoxHeadCLIPInference``).
+
     Methods use the Jittor-native interface: features are a tuple of Vars, proposals and results
     are dicts of Vars (``bboxes``, ``scores``, ``labels``), gt instances are dicts with ``bboxes``
     and ``labels``, image metas are mmdet's metainfo dicts.
@@ -34,7 +40,9 @@ class JittorStandardRoIHead(jt.nn.Module):
         bbox_head (dict): Config of the box head.
         mask_roi_extractor (dict, optional): Not supported (mask branch). Defaults to None.
         mask_head (dict, optional): Not supported (mask branch). Defaults to None.
-        shared_head (dict, optional): Not supported. Defaults to None.
+        shared_head (dict, optional): Config of a Jittor module applied to the RoI features
+            before the box head (mmdet's ``shared_head``, e.g. UniDetector's ``CLIPResLayer``;
+            its parameters are ``shared_head.*``). Defaults to None.
         train_cfg (dict, optional): R-CNN training config (``assigner``, ``sampler``,
             ``pos_weight``). Defaults to None.
         test_cfg (dict, optional): R-CNN testing config (``score_thr``, ``nms``,
@@ -51,9 +59,6 @@ class JittorStandardRoIHead(jt.nn.Module):
                  test_cfg: Optional[dict] = None) -> None:
         super().__init__()
         owner = type(self).__name__
-        if shared_head is not None:
-            raise NotImplementedError(f'{owner}: shared_head is not supported in Jittor (got '
-                                      f'{shared_head!r}); use an FPN-style config without it')
         if mask_head is not None or mask_roi_extractor is not None:
             raise NotImplementedError(f'{owner}: the mask branch (mask_head / mask_roi_extractor) '
                                       'is not implemented in Jittor; only the bbox branch is')
@@ -63,6 +68,8 @@ class JittorStandardRoIHead(jt.nn.Module):
                             f'bbox_roi_extractor={bbox_roi_extractor!r}, bbox_head={bbox_head!r})')
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
+        if shared_head is not None:
+            self.shared_head = build_jittor_child(shared_head, owner, 'shared_head')
         self.init_bbox_head(bbox_roi_extractor, bbox_head)
         self.init_assigner_sampler()
 
@@ -78,8 +85,8 @@ class JittorStandardRoIHead(jt.nn.Module):
 
     @property
     def with_shared_head(self) -> bool:
-        """bool: Whether the RoI head has a ``shared_head`` (never, here)."""
-        return False
+        """bool: Whether the RoI head has a ``shared_head``."""
+        return getattr(self, 'shared_head', None) is not None
 
     def init_bbox_head(self, bbox_roi_extractor: dict, bbox_head: dict) -> None:
         """Build ``bbox_roi_extractor`` and ``bbox_head`` in the Jittor model registry.
@@ -122,7 +129,7 @@ class JittorStandardRoIHead(jt.nn.Module):
         return bbox_results['cls_score'], bbox_results['bbox_pred']
 
     def _bbox_forward(self, x: Sequence[jt.Var], rois: jt.Var) -> Dict[str, jt.Var]:
-        """RoI features, then the box head.
+        """RoI features, the shared head (if any), then the box head.
 
         Args:
             x (Sequence[jt.Var]): Multi-level features.
@@ -132,6 +139,8 @@ class JittorStandardRoIHead(jt.nn.Module):
             dict: ``cls_score``, ``bbox_pred``, ``bbox_feats``.
         """
         bbox_feats = self.bbox_roi_extractor(tuple(x)[:self.bbox_roi_extractor.num_inputs], rois)
+        if self.with_shared_head:
+            bbox_feats = self.shared_head(bbox_feats)
         cls_score, bbox_pred = self.bbox_head(bbox_feats)
         return dict(cls_score=cls_score, bbox_pred=bbox_pred, bbox_feats=bbox_feats)
 
@@ -181,8 +190,9 @@ class JittorStandardRoIHead(jt.nn.Module):
             gt_bboxes_ignore = None if ignore is None else ignore['bboxes']
             assign_result = self.bbox_assigner.assign(priors, gt_bboxes, gt_labels,
                                                       gt_bboxes_ignore)
-            sampling_results.append(
-                self.bbox_sampler.sample(assign_result, priors, gt_bboxes, gt_labels))
+            sampling_result = self.bbox_sampler.sample(assign_result, priors, gt_bboxes, gt_labels)
+            sampling_result.img_meta = batch_img_metas[i]
+            sampling_results.append(sampling_result)
 
         bbox_results = self.bbox_loss(x, sampling_results)
         return dict(bbox_results['loss_bbox'])
@@ -262,11 +272,14 @@ class JittorStandardRoIHead(jt.nn.Module):
         rois = split_rows(rois, num_proposals_per_img)
         cls_scores = split_rows(bbox_results['cls_score'], num_proposals_per_img)
         bbox_preds = split_rows(bbox_results['bbox_pred'], num_proposals_per_img)
+        # each image's proposal scores, as MetaStandardRoIHead passes them on the mmdet side
+        metas = [dict(meta, proposal_scores=res['scores']) if 'scores' in res else meta
+                 for meta, res in zip(batch_img_metas, rpn_results_list)]
         return self.bbox_head.predict_by_feat(
             rois=rois,
             cls_scores=cls_scores,
             bbox_preds=bbox_preds,
-            batch_img_metas=batch_img_metas,
+            batch_img_metas=metas,
             rcnn_test_cfg=rcnn_test_cfg,
             rescale=rescale)
 
