@@ -18,6 +18,7 @@ from torch import nn
 from jt_mm_plugins.runtime import jt  # noqa: I001  (configures Jittor before anything imports it)
 import jt_mm_plugins  # noqa: F401  (registers EffiDeHead in mmdet's MODELS)
 from jt_mm_plugins.alignment.compare import compare_modules
+from jt_mm_plugins.alignment.yolov6_reference import yolov6_compute_loss
 from jt_mm_plugins.bridge import torch_to_jittor
 from jt_mm_plugins.models.dense_heads.effide_head import EffiDeHead
 
@@ -136,14 +137,7 @@ def test_fresh_head_initialisation():
 # Assignment and losses against ComputeLoss
 # --------------------------------------------------------------------------------------------------
 def compute_loss():
-    losses = yolov6('models.losses.loss')
-    cuda = nn.Module.cuda
-    nn.Module.cuda = lambda self, *a, **k: self  # ComputeLoss moves its modules to CUDA
-    try:
-        return losses.ComputeLoss(fpn_strides=[8, 16, 32], num_classes=NC, ori_img_size=IMG,
-                                  warmup_epoch=0, use_dfl=True, reg_max=16, iou_type='giou')
-    finally:
-        nn.Module.cuda = cuda
+    return yolov6_compute_loss(NC, IMG)
 
 
 def loss_inputs(seed=0):

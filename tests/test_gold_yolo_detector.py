@@ -1,6 +1,7 @@
 """GoldYOLO (pure Jittor, bridged once) against a PyTorch Gold-YOLO assembled from yolov6detect's
-``EfficientRep`` and ``Detect`` with the plain-torch ``RepGDNeck`` of tests/test_repgd_neck.py, its
-losses from yolov6detect's ``ComputeLoss``; identical weights (one state dict loads strictly).
+``EfficientRep`` and ``Detect`` with the plain-torch ``RepGDNeck`` (``TorchGoldYOLO`` of
+jt_mm_plugins/alignment/repgd_reference.py), its losses from yolov6detect's ``ComputeLoss``;
+identical weights (one state dict loads strictly).
 
 Tiny model (widths 8-32, 3 classes), two 64-px images (two and one ground truths). The TAL
 decisions of the float64 reference run are first checked to be decided by a margin
@@ -22,13 +23,14 @@ from torch import nn
 
 from jt_mm_plugins.runtime import jt  # noqa: F401,I001
 import jt_mm_plugins  # noqa: F401  (registers GoldYOLO)
+from jt_mm_plugins.alignment.repgd_reference import TorchGoldYOLO
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
 from test_effide_head import CHANNELS, NC, assert_tal_margins, compute_loss
-from test_repgd_neck import AFFINE_SCALE, TINY, TorchRepGDNeck
-from yolov6_reference import randomise_calibrated_, unchain_sppf_pools_, yolov6, yolov6_trained_bn_
+from test_repgd_neck import AFFINE_SCALE, TINY
+from yolov6_reference import randomise_calibrated_, unchain_sppf_pools_, yolov6
 
 IMG = 64
 BACKBONE = dict(type='EfficientRep', channels_list=TINY['channels_list'][:5],
@@ -49,30 +51,12 @@ def detector_cfg(deploy=False):
     return dict(type='GoldYOLO', backbone=backbone, neck=neck, bbox_head=HEAD, test_cfg=TEST_CFG)
 
 
-class TorchGoldYOLO(nn.Module):
-    def __init__(self):
-        super().__init__()
-        er, eh = yolov6('models.efficientrep'), yolov6('models.effidehead')
-        self.backbone = er.EfficientRep(3, BACKBONE['channels_list'], BACKBONE['num_repeats'],
-                                        fuse_P2=True, cspsppf=True)
-        self.neck = TorchRepGDNeck(TINY['channels_list'], TINY['num_repeats'],
-                                   NECK['extra_cfg'])
-        self.bbox_head = eh.Detect(NC, 3, head_layers=eh.build_effidehead_layer(
-            TINY['channels_list'], 1, NC, 16, 3), use_dfl=True, reg_max=16)
-        self.bbox_head.initialize_biases()
-        yolov6_trained_bn_(self.backbone)
-        yolov6_trained_bn_(self.bbox_head)
-
-    def forward(self, x):
-        return self.bbox_head(list(self.neck(self.backbone(x))))
-
-
 def make_images(seed=0):
     return torch.from_numpy(np.random.RandomState(seed).rand(2, 3, IMG, IMG).astype(np.float32))
 
 
 def reference_model(seed=0):
-    model = unchain_sppf_pools_(TorchGoldYOLO())
+    model = unchain_sppf_pools_(TorchGoldYOLO(BACKBONE, NECK, HEAD))
     randomise_calibrated_(model, make_images(seed + 1), seed, AFFINE_SCALE)
     with torch.no_grad():
         head = model.bbox_head

@@ -1,6 +1,7 @@
-"""RepGDNeck (Jittor, bridged) against a plain-torch RepGDNeck written here from the spec
-(../shared/specs/seed-systems.md 3.3), with yolov6detect's RepVGGBlock / RepBlock / SimConv / Conv
-and mmcv's ConvModule as its building blocks (Gold-YOLO imports exactly these).
+"""RepGDNeck (Jittor, bridged) against the plain-torch RepGDNeck written from the spec
+(../shared/specs/seed-systems.md 3.3; jt_mm_plugins/alignment/repgd_reference.py), with
+yolov6detect's RepVGGBlock / RepBlock / SimConv / Conv and mmcv's ConvModule as its building
+blocks (Gold-YOLO imports exactly these).
 
 The reference keeps the original's quirks: the attention's ``scale`` is never applied, and the
 injection pools without h_sigmoid when the local map is shorter than the global one (that path is
@@ -24,17 +25,16 @@ from torch import nn
 from jt_mm_plugins.runtime import jt  # noqa: I001  (configures Jittor before anything imports it)
 import jt_mm_plugins  # noqa: F401  (registers RepGDNeck in mmdet's MODELS)
 from jt_mm_plugins.alignment.compare import compare_modules
+from jt_mm_plugins.alignment.repgd_reference import BN, Inject, TorchRepGDNeck, pool
 from jt_mm_plugins.bridge import torch_to_jittor
 from jt_mm_plugins.models.layers.drop_path import DropPath
 from jt_mm_plugins.models.layers.gd_injection import InjectionMultiSum_Auto_pool
 from jt_mm_plugins.models.necks.repgd_neck import GOLD_YOLO_N, GOLD_YOLO_S, RepGDNeck
-from mmcv.cnn import ConvModule
 from mmdet.registry import MODELS
 
 from alignment_checks import assert_aligned, bridged_twins, stop_gradients
-from yolov6_reference import randomise_calibrated_, yolov6, yolov6_trained_bn_
+from yolov6_reference import randomise_calibrated_
 
-BN = dict(type='BN', requires_grad=True)
 TINY = dict(channels_list=[8, 8, 16, 16, 32, 16, 8, 8, 16, 16, 32],
             num_repeats=[1, 1, 1, 1, 1, 2, 2, 2, 2],
             extra_cfg=dict(norm_cfg=BN, depths=2, fusion_in=72, fuse_block_num=2,
@@ -59,142 +59,6 @@ ZERO_GRAD_BIASES = ('attn.to_k.bn.bias', )
 TRAIN_ZERO_GRAD_BIASES = ('attn.proj.1.bn.bias', 'mlp.fc2.bn.bias', 'conv_1x1_n.bias')
 
 
-# --------------------------------------------------------------------------------------------------
-# The plain-torch reference, from the spec
-# --------------------------------------------------------------------------------------------------
-def pool(x, like):
-    return F.adaptive_avg_pool2d(x, like.shape[2:])
-
-
-def resize(x, like):
-    return F.interpolate(x, size=like.shape[2:], mode='bilinear', align_corners=False)
-
-
-class Fusion3(nn.Module):
-    def __init__(self, cv1_in, out):
-        super().__init__()
-        common = yolov6('layers.common')
-        self.cv1 = common.SimConv(cv1_in, out, 1, 1)
-        self.cv_fuse = common.SimConv(3 * out, out, 1, 1)
-
-    def forward(self, xs):
-        return self.cv_fuse(torch.cat([pool(xs[0], xs[1]), self.cv1(xs[1]),
-                                       resize(xs[2], xs[1])], 1))
-
-
-def conv_bn(a, b, groups=1, ks=1, bn_weight=1.0):
-    layer = nn.Sequential()
-    layer.add_module('c', nn.Conv2d(a, b, ks, 1, ks // 2, groups=groups, bias=False))
-    layer.add_module('bn', nn.BatchNorm2d(b))
-    nn.init.constant_(layer.bn.weight, bn_weight)
-    return layer
-
-
-class Attn(nn.Module):
-    def __init__(self, dim, key_dim, heads, ratio):
-        super().__init__()
-        self.heads, self.kd, self.d = heads, key_dim, int(ratio * key_dim)
-        self.scale = key_dim ** -0.5  # never applied (the original's quirk)
-        self.to_q = conv_bn(dim, heads * key_dim)
-        self.to_k = conv_bn(dim, heads * key_dim)
-        self.to_v = conv_bn(dim, heads * self.d)
-        self.proj = nn.Sequential(nn.ReLU6(), conv_bn(heads * self.d, dim, bn_weight=0.0))
-
-    def forward(self, x):
-        b, _, h, w = x.shape
-        q = self.to_q(x).view(b, self.heads, self.kd, h * w).transpose(2, 3)
-        k = self.to_k(x).view(b, self.heads, self.kd, h * w)
-        v = self.to_v(x).view(b, self.heads, self.d, h * w).transpose(2, 3)
-        out = (q @ k).softmax(-1) @ v
-        return self.proj(out.transpose(2, 3).reshape(b, -1, h, w))
-
-
-class Block(nn.Module):
-    def __init__(self, dim, key_dim, heads, mlp_ratio, attn_ratio):
-        super().__init__()
-        hidden = int(dim * mlp_ratio)
-        self.attn = Attn(dim, key_dim, heads, attn_ratio)
-        self.mlp = nn.Module()
-        self.mlp.fc1 = conv_bn(dim, hidden)
-        self.mlp.dwconv = nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden)
-        self.mlp.act = nn.ReLU6()
-        self.mlp.fc2 = conv_bn(hidden, dim)
-
-    def forward(self, x):  # drop path: compared with rate 0 in training, identity in eval
-        x = x + self.attn(x)
-        m = self.mlp
-        return x + m.fc2(m.act(m.dwconv(m.fc1(x))))
-
-
-class Inject(nn.Module):
-    def __init__(self, channels):
-        super().__init__()
-        for name in ('local_embedding', 'global_embedding', 'global_act'):
-            setattr(self, name, ConvModule(channels, channels, 1, norm_cfg=BN, act_cfg=None))
-
-    def forward(self, x_l, x_g):
-        act, feat = self.global_act(x_g), self.global_embedding(x_g)
-        if x_l.shape[2] < x_g.shape[2]:  # the original's quirk: pooled, no h_sigmoid
-            act, feat = pool(act, x_l), pool(feat, x_l)
-        else:
-            act, feat = resize(F.relu6(act + 3) / 6, x_l), resize(feat, x_l)
-        return self.local_embedding(x_l) * act + feat
-
-
-class TorchRepGDNeck(nn.Module):
-    def __init__(self, channels_list, num_repeats, extra_cfg):
-        super().__init__()
-        common = yolov6('layers.common')
-        c, n, e = channels_list, num_repeats, extra_cfg
-        self.t = e['trans_channels']
-        self.low_IFM = nn.Sequential(
-            common.Conv(e['fusion_in'], e['embed_dim_p'], 1, 1),
-            *[common.RepVGGBlock(e['embed_dim_p'], e['embed_dim_p'])
-              for _ in range(e['fuse_block_num'])],
-            common.Conv(e['embed_dim_p'], self.t[0] + self.t[1], 1, 1))
-        self.reduce_layer_c5 = common.SimConv(c[4], c[5], 1, 1)
-        self.LAF_p4 = Fusion3(c[3], c[5])
-        self.Inject_p4 = Inject(c[5])
-        self.Rep_p4 = common.RepBlock(c[5], c[5], n[5])
-        self.reduce_layer_p4 = common.SimConv(c[5], c[6], 1, 1)
-        self.LAF_p3 = Fusion3(c[5], c[6])
-        self.Inject_p3 = Inject(c[6])
-        self.Rep_p3 = common.RepBlock(c[6], c[6], n[6])
-        self.stride = e['c2t_stride']
-        self.high_IFM = nn.Module()
-        self.high_IFM.transformer_blocks = nn.ModuleList([
-            Block(e['embed_dim_n'], e['key_dim'], e['num_heads'], e['mlp_ratios'],
-                  e['attn_ratios']) for _ in range(e['depths'])])
-        self.conv_1x1_n = nn.Conv2d(e['embed_dim_n'], self.t[2] + self.t[3], 1)
-        self.Inject_n4 = Inject(c[8])
-        self.Rep_n4 = common.RepBlock(c[6] + c[7], c[8], n[7])
-        self.Inject_n5 = Inject(c[10])
-        self.Rep_n5 = common.RepBlock(c[5] + c[9], c[10], n[8])
-        # YOLOv6's initialize_weights reaches the nn.BatchNorm2d of the YOLOv6 blocks only (the
-        # injection / transformer norms are SyncBN in Gold-YOLO: eps 1e-5, momentum 0.1)
-        for name in ('low_IFM', 'reduce_layer_c5', 'LAF_p4', 'Rep_p4', 'reduce_layer_p4',
-                     'LAF_p3', 'Rep_p3', 'Rep_n4', 'Rep_n5'):
-            yolov6_trained_bn_(getattr(self, name))
-
-    def forward(self, xs):
-        c2, c3, c4, c5 = xs
-        low = self.low_IFM(torch.cat([pool(c2, c4), pool(c3, c4), c4, resize(c5, c4)], 1))
-        low_g = low.split(self.t[0:2], 1)
-        c5_half = self.reduce_layer_c5(c5)
-        p4 = self.Rep_p4(self.Inject_p4(self.LAF_p4([c3, c4, c5_half]), low_g[0]))
-        p4_half = self.reduce_layer_p4(p4)
-        p3 = self.Rep_p3(self.Inject_p3(self.LAF_p3([c2, c3, p4_half]), low_g[1]))
-        size = [(s - 1) // self.stride + 1 for s in c5.shape[2:]]
-        high = torch.cat([F.adaptive_avg_pool2d(x, size) for x in (p3, p4, c5)], 1)
-        for block in self.high_IFM.transformer_blocks:
-            high = block(high)
-        high_g = self.conv_1x1_n(high).split(self.t[2:4], 1)
-        n4 = self.Rep_n4(self.Inject_n4(torch.cat([pool(p3, p4_half), p4_half], 1), high_g[0]))
-        n5 = self.Rep_n5(self.Inject_n5(torch.cat([pool(n4, c5_half), c5_half], 1), high_g[1]))
-        return p3, n4, n5
-
-
-# --------------------------------------------------------------------------------------------------
 def make_inputs(seed=0, batch=2, channels=TINY['channels_list'][1:5]):
     rng = np.random.RandomState(seed)
     return [torch.from_numpy(np.abs(rng.randn(batch, ch, s, s)).astype(np.float32))

@@ -70,3 +70,18 @@ def unchain_sppf_pools_(model: torch.nn.Module) -> torch.nn.Module:
         elif type(m) is common.SimCSPSPPF:
             m.forward = types.MethodType(csp_sppf_forward, m)
     return model
+
+
+def yolov6_compute_loss(num_classes: int, ori_img_size: int, fpn_strides=(8, 16, 32),
+                        reg_max: int = 16, iou_type: str = 'giou'):
+    """yolov6detect's ``ComputeLoss`` (TAL from the first epoch, DFL) built on the CPU: its
+    ``__init__`` moves its modules to CUDA, which is made a no-op while it runs."""
+    losses = yolov6_module('models.losses.loss')
+    cuda = torch.nn.Module.cuda
+    torch.nn.Module.cuda = lambda self, *a, **k: self
+    try:
+        return losses.ComputeLoss(fpn_strides=list(fpn_strides), num_classes=num_classes,
+                                  ori_img_size=ori_img_size, warmup_epoch=0, use_dfl=reg_max > 0,
+                                  reg_max=reg_max, iou_type=iou_type)
+    finally:
+        torch.nn.Module.cuda = cuda
