@@ -305,6 +305,48 @@ DETECTOR_PAIRS = {
     # DETR: JittorDETR (all Jittor) against mmdet's DETR
     'detr_r18_demo': ('configs/demo/detr_r18_demo_jittor.py', 'configs/demo/detr_r18_demo_mmdet.py'),
 }
+# Detectors without an mmdet twin: (jittor config, 'module:Class' of a PyTorch twin assembled from
+# the alignment references). The class's ``from_config(model_cfg)`` builds the twin with the Jittor
+# detector's parameter names (its state dict loads strictly into it); its ``loss(inputs,
+# data_samples)`` returns a dict of losses as mmdet's detectors do.
+TWIN_BUILDERS = {
+    # NanoDet-Plus-m (3 classes): torchvision trunk, the spec's GhostPAN, head, aux head, AGM losses
+    'nanodet_plus_demo': ('configs/demo/nanodet-plus_demo_jittor.py',
+                          'jt_mm_plugins.alignment.nanodet_reference:RefNanoDetPlus'),
+    # Gold-YOLO-N (3 classes): yolov6detect's EfficientRep / Detect / ComputeLoss, torch RepGD neck
+    'gold_yolo_n_demo': ('configs/demo/gold_yolo_n_demo_jittor.py',
+                         'jt_mm_plugins.alignment.repgd_reference:TorchGoldYOLO'),
+}
+
+
+def build_detector_twins(name: str):
+    """``(reference, candidate)`` of a ``DETECTOR_PAIRS`` or ``TWIN_BUILDERS`` entry: the PyTorch
+    detector and the one with Jittor parts, its weights loaded (strictly) from the reference."""
+    import importlib
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    register_all_modules()
+    torch.manual_seed(0)
+    if name in TWIN_BUILDERS:
+        jittor_cfg, twin = TWIN_BUILDERS[name]
+        module, cls = twin.split(':')
+        reference = getattr(importlib.import_module(module), cls).from_config(
+            Config.fromfile(jittor_cfg).model)
+    else:
+        jittor_cfg, mmdet_cfg = DETECTOR_PAIRS[name]
+        reference = MODELS.build(Config.fromfile(mmdet_cfg).model)
+    candidate = MODELS.build(Config.fromfile(jittor_cfg).model)
+    candidate.load_state_dict(reference.state_dict(), strict=True)
+    return reference, candidate
+
+
+def total_loss(model, losses: Dict) -> torch.Tensor:
+    """mmengine's ``parse_losses`` total where the model has it, else the sum of the ``loss*``
+    entries (what it sums)."""
+    if hasattr(model, 'parse_losses'):
+        return model.parse_losses(losses)[0]
+    return sum(value for key, value in losses.items() if 'loss' in key)
 
 
 def _detector_batch(model, batch_size: int, image_size: int):
@@ -330,16 +372,8 @@ def detector_steps(name: str, batch_size: int, image_size: int):
     """Training-step functions of a detector pair (``pytorch``: the all-PyTorch twin, ``bridged``:
     the one with Jittor parts, its weights loaded from the twin) and the batch shape."""
     import copy
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    from mmengine.config import Config
-    register_all_modules()
-    jittor_cfg, mmdet_cfg = DETECTOR_PAIRS[name]
-    torch.manual_seed(0)
-    reference = MODELS.build(Config.fromfile(mmdet_cfg).model)
-    candidate = MODELS.build(Config.fromfile(jittor_cfg).model)
-    candidate.load_state_dict(reference.state_dict(), strict=True)
-    data = _detector_batch(reference, batch_size, image_size)
+    reference, candidate = build_detector_twins(name)
+    data = _detector_batch(candidate, batch_size, image_size)
 
     def training_step(model):
         model.train()
@@ -347,7 +381,7 @@ def detector_steps(name: str, batch_size: int, image_size: int):
         def step():
             model.zero_grad(set_to_none=True)
             losses = model.loss(data['inputs'], copy.deepcopy(data['data_samples']))
-            model.parse_losses(losses)[0].backward()
+            total_loss(model, losses).backward()
         return step
 
     steps = {'pytorch': training_step(reference), 'bridged': training_step(candidate)}
@@ -443,7 +477,8 @@ def parse_args(argv=None):
     parser.add_argument('--forward-only', action='store_true',
                         help='time the forward alone, without a graph (inference latency; use '
                              'with --eval-mode), e.g. nanodet_plus at batch 1')
-    parser.add_argument('--detector', action='append', choices=sorted(DETECTOR_PAIRS), default=[],
+    parser.add_argument('--detector', action='append', default=[],
+                        choices=sorted({**DETECTOR_PAIRS, **TWIN_BUILDERS}),
                         help='also time a whole pure-Jittor detector training step (repeatable)')
     parser.add_argument('--detector-batch', type=int, default=2)
     parser.add_argument('--detector-image-size', type=int, default=256)
