@@ -1,6 +1,6 @@
 """``NanoDetPlusHead`` + ``SimpleConvHead`` (Jittor, bridged) against a plain-torch reference of
-NanoDet-Plus's head forward and losses written here from the spec
-(../shared/specs/seed-systems.md sections 4.3-4.4), identical weights.
+NanoDet-Plus's head forward and losses written from the spec (../shared/specs/seed-systems.md
+sections 4.3-4.4; jt_mm_plugins/alignment/nanodet_reference.py), identical weights.
 
 The reference: per-level depthwise towers and 1x1 ``gfl_cls`` (split into class logits and box
 distributions), the aux head's GN towers; priors ``(x * s, y * s)`` without offset; expected
@@ -26,13 +26,12 @@ from torch import nn
 from jt_mm_plugins.runtime import jt  # noqa: I001  (configures Jittor before anything imports it)
 import jt_mm_plugins  # noqa: F401
 from jt_mm_plugins.alignment.compare import compare_modules, randomize_norm_statistics
-from jt_mm_plugins.alignment.nanodet_reference import RefNanoDetPlusHead, torch_act
+from jt_mm_plugins.alignment.nanodet_reference import (RefAuxHead, RefNanoDetPlusHead,
+                                                        nanodet_plus_losses)
 from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.models.dense_heads import NanoDetPlusHead, SimpleConvHead
 from jt_mm_plugins.utils.errors import InputError
-from mmdet.models.losses import DistributionFocalLoss, GIoULoss, QualityFocalLoss
 from mmdet.models.task_modules.assigners import DynamicSoftLabelAssigner as MMDetDSLA
-from mmengine.structures import InstanceData
 
 from alignment_checks import assert_aligned, bridged_twins, randomise_convs_
 from test_dynamic_soft_label_assigner import assert_decided
@@ -51,53 +50,8 @@ CAPTURED = []  # (cost, ious) of every float64 reference assignment
 
 
 # --------------------------------------------------------------------------------------------------
-# The reference, from the spec
+# The reference's assigner (the reference itself: alignment/nanodet_reference.py)
 # --------------------------------------------------------------------------------------------------
-class RefConvGN(nn.Module):
-    def __init__(self, cin, cout):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
-        self.gn = nn.GroupNorm(4, cout)
-        self.act = torch_act('LeakyReLU')
-
-    def forward(self, x):
-        return self.act(self.gn(self.conv(x)))
-
-
-class RefScale(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.tensor(1.0))
-
-    def forward(self, x):
-        return x * self.scale
-
-
-class RefAuxHead(nn.Module):
-    """Separate cls / reg towers of 3x3 conv + GN + LeakyReLU, 3x3 gfl_cls, 3x3 gfl_reg, a Scale
-    per level."""
-
-    def __init__(self):
-        super().__init__()
-        self.cls_convs = nn.ModuleList([RefConvGN(2 * CH if i == 0 else CH, CH) for i in range(2)])
-        self.reg_convs = nn.ModuleList([RefConvGN(2 * CH if i == 0 else CH, CH) for i in range(2)])
-        self.gfl_cls = nn.Conv2d(CH, NUM_CLASSES, 3, padding=1)
-        self.gfl_reg = nn.Conv2d(CH, 4 * (REG_MAX + 1), 3, padding=1)
-        self.scales = nn.ModuleList([RefScale() for _ in STRIDES])
-
-    def forward(self, feats):
-        cls_scores, bbox_preds = [], []
-        for x, scale in zip(feats, self.scales):
-            c, r = x, x
-            for m in self.cls_convs:
-                c = m(c)
-            for m in self.reg_convs:
-                r = m(r)
-            cls_scores.append(self.gfl_cls(c))
-            bbox_preds.append(scale(self.gfl_reg(r)))
-        return cls_scores, bbox_preds
-
-
 class CapturingDSLA(MMDetDSLA):
     """mmdet's assigner; records the float64 costs (and makes its float64 path run)."""
 
@@ -108,76 +62,19 @@ class CapturingDSLA(MMDetDSLA):
         return ious.float(), inds
 
 
-def ref_losses(project, cls_list, reg_list, aux_cls_list, aux_reg_list):
-    """NanoDet-Plus's loss with AGM, from the spec, on per-level outputs."""
-    num_imgs = cls_list[0].shape[0]
-    priors = []
-    for (h, w), s in zip([c.shape[-2:] for c in cls_list], STRIDES):
-        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
-        xy = torch.stack([xs.flatten(), ys.flatten()], -1) * s
-        priors.append(torch.cat([xy, torch.full_like(xy, s)], -1))
-    priors = torch.cat(priors).to(cls_list[0].dtype)
-
-    def flat(levels):
-        return torch.cat([p.flatten(2) for p in levels], 2).permute(0, 2, 1)
-
-    def decode(reg):
-        probs = F.softmax(reg.reshape(num_imgs, -1, 4, REG_MAX + 1), -1)
-        dist = (probs * project.to(reg.dtype)).sum(-1) * priors[None, :, 2:3]
-        return torch.cat([priors[None, :, :2] - dist[..., :2], priors[None, :, :2] + dist[..., 2:]],
-                         -1)
-
-    heads = {'': (flat(cls_list), flat(reg_list)), 'aux_': (flat(aux_cls_list), flat(aux_reg_list))}
-    boxes = {k: decode(reg) for k, (_, reg) in heads.items()}
-    assigner = CapturingDSLA(soft_center_radius=1000.0, topk=13, iou_weight=3.0)
-    n = priors.shape[0]
-    labels = torch.full((num_imgs, n), NUM_CLASSES, dtype=torch.long)
-    scores = torch.zeros(num_imgs, n, dtype=priors.dtype)
-    bbox_t = torch.zeros(num_imgs, n, 4, dtype=priors.dtype)
-    for i, (gt_b, gt_l) in enumerate(GTS):
-        if len(gt_b) == 0:
-            continue
-        gt_b = torch.from_numpy(gt_b).to(priors.dtype)
-        result = assigner.assign(
-            InstanceData(priors=priors, bboxes=boxes['aux_'][i].detach(),
-                         scores=heads['aux_'][0][i].detach()),
-            InstanceData(bboxes=gt_b, labels=torch.from_numpy(gt_l)))
-        pos = result.gt_inds > 0
-        labels[i, pos] = torch.from_numpy(gt_l)[result.gt_inds[pos] - 1]
-        scores[i, pos] = result.max_overlaps[pos].to(priors.dtype)
-        bbox_t[i, pos] = gt_b[result.gt_inds[pos] - 1]
-    labels, scores, bbox_t = labels.flatten(), scores.flatten(), bbox_t.reshape(-1, 4)
-    pos = torch.nonzero(labels < NUM_CLASSES).squeeze(1)
-    all_priors = priors.repeat(num_imgs, 1)
-    centers, strides = all_priors[pos, :2], all_priors[pos, 2:3]
-    dist_t = torch.cat([centers - bbox_t[pos, :2], bbox_t[pos, 2:] - centers], 1) / strides
-    dist_t = dist_t.clamp(0, REG_MAX - 0.1)
-    qfl, giou = QualityFocalLoss(beta=2.0), GIoULoss(loss_weight=2.0)
-    dfl = DistributionFocalLoss(loss_weight=0.25)
-    losses = {}
-    for prefix, (cls, reg) in heads.items():
-        cls, reg = cls.reshape(-1, NUM_CLASSES), reg.reshape(-1, 4 * (REG_MAX + 1))
-        box = boxes[prefix].reshape(-1, 4)
-        weight = cls.detach().sigmoid().max(1)[0][pos]
-        avg = max(weight.sum().item(), 1.0)
-        losses[prefix + 'loss_cls'] = qfl(cls, (labels, scores), avg_factor=max(len(pos), 1.0))
-        losses[prefix + 'loss_bbox'] = giou(box[pos], bbox_t[pos], weight=weight, avg_factor=avg)
-        losses[prefix + 'loss_dfl'] = dfl(reg[pos].reshape(-1, REG_MAX + 1), dist_t.reshape(-1),
-                                          weight=weight[:, None].expand(-1, 4).reshape(-1),
-                                          avg_factor=4.0 * avg)
-    return losses
-
-
 class RefProbe(nn.Module):
     def __init__(self):
         super().__init__()
         self.head = RefNanoDetPlusHead(NUM_CLASSES, CH, CH, 2, 5, STRIDES, REG_MAX)
-        self.aux_head = RefAuxHead()
+        self.aux_head = RefAuxHead(NUM_CLASSES, 2 * CH, CH, 2, STRIDES, REG_MAX, num_groups=4)
 
     def forward(self, feats, dual):
         cls, reg = self.head(feats)
         aux_cls, aux_reg = self.aux_head(dual)
-        losses = ref_losses(self.head.distribution_project.project, cls, reg, aux_cls, aux_reg)
+        gts = [(torch.from_numpy(b), torch.from_numpy(l)) for b, l in GTS]
+        losses = nanodet_plus_losses(
+            self.head.distribution_project.project, cls, reg, aux_cls, aux_reg, gts, STRIDES,
+            CapturingDSLA(soft_center_radius=1000.0, topk=13, iou_weight=3.0))
         return dict(cls=cls, reg=reg, **losses)
 
 

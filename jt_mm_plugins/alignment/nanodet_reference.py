@@ -219,3 +219,176 @@ class RefNanoDetPlusInference(nn.Module):
 
     def forward(self, x):
         return self.bbox_head(self.neck(self.backbone(x)))
+
+
+class RefConvGN(nn.Module):
+    """3x3 conv (no bias) -> GroupNorm -> LeakyReLU (the aux head's tower module)."""
+
+    def __init__(self, cin, cout, num_groups=32, activation='LeakyReLU'):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
+        self.gn = nn.GroupNorm(num_groups, cout)
+        self.act = torch_act(activation)
+
+    def forward(self, x):
+        return self.act(self.gn(self.conv(x)))
+
+
+class RefScale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, x):
+        return x * self.scale
+
+
+class RefAuxHead(nn.Module):
+    """NanoDet-Plus's SimpleConvHead: separate cls / reg towers of 3x3 conv + GN + LeakyReLU,
+    3x3 gfl_cls, 3x3 gfl_reg, a Scale per level."""
+
+    def __init__(self, num_classes, input_channel, feat_channels=256, stacked_convs=4,
+                 strides=(8, 16, 32), reg_max=16, num_groups=32, activation='LeakyReLU'):
+        super().__init__()
+
+        def tower():
+            return nn.ModuleList([
+                RefConvGN(input_channel if i == 0 else feat_channels, feat_channels, num_groups,
+                          activation) for i in range(stacked_convs)])
+
+        self.cls_convs, self.reg_convs = tower(), tower()
+        self.gfl_cls = nn.Conv2d(feat_channels, num_classes, 3, padding=1)
+        self.gfl_reg = nn.Conv2d(feat_channels, 4 * (reg_max + 1), 3, padding=1)
+        self.scales = nn.ModuleList([RefScale() for _ in strides])
+
+    def forward(self, feats):
+        cls_scores, bbox_preds = [], []
+        for x, scale in zip(feats, self.scales):
+            c, r = x, x
+            for m in self.cls_convs:
+                c = m(c)
+            for m in self.reg_convs:
+                r = m(r)
+            cls_scores.append(self.gfl_cls(c))
+            bbox_preds.append(scale(self.gfl_reg(r)))
+        return cls_scores, bbox_preds
+
+
+def nanodet_plus_losses(project, cls_list, reg_list, aux_cls_list, aux_reg_list, gts, strides,
+                        assigner=None):
+    """NanoDet-Plus's loss with AGM, from the spec (section 4.4), on per-level outputs of the head
+    and the aux head. ``gts``: per image ``(boxes xyxy, labels)`` tensors; ``assigner``: mmdet's
+    ``DynamicSoftLabelAssigner`` with its centre prior off by default (radius 1000: the prior
+    underflows to exactly 0, NanoDet-Plus's cost), topk 13, IoU weight 3."""
+    from mmdet.models.losses import DistributionFocalLoss, GIoULoss, QualityFocalLoss
+    from mmdet.models.task_modules.assigners import DynamicSoftLabelAssigner
+    from mmengine.structures import InstanceData
+    num_imgs, num_classes = cls_list[0].shape[:2]
+    reg_max = project.numel() - 1
+    priors = []
+    for (h, w), s in zip([c.shape[-2:] for c in cls_list], strides):
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
+        xy = torch.stack([xs.flatten(), ys.flatten()], -1) * s
+        priors.append(torch.cat([xy, torch.full_like(xy, s)], -1))
+    priors = torch.cat(priors).to(cls_list[0].dtype)
+
+    def flat(levels):
+        return torch.cat([p.flatten(2) for p in levels], 2).permute(0, 2, 1)
+
+    def decode(reg):
+        probs = torch.softmax(reg.reshape(num_imgs, -1, 4, reg_max + 1), -1)
+        dist = (probs * project.to(reg.dtype)).sum(-1) * priors[None, :, 2:3]
+        return torch.cat([priors[None, :, :2] - dist[..., :2], priors[None, :, :2] + dist[..., 2:]],
+                         -1)
+
+    heads = {'': (flat(cls_list), flat(reg_list)), 'aux_': (flat(aux_cls_list), flat(aux_reg_list))}
+    boxes = {k: decode(reg) for k, (_, reg) in heads.items()}
+    if assigner is None:
+        assigner = DynamicSoftLabelAssigner(soft_center_radius=1000.0, topk=13, iou_weight=3.0)
+    n = priors.shape[0]
+    labels = torch.full((num_imgs, n), num_classes, dtype=torch.long)
+    scores = torch.zeros(num_imgs, n, dtype=priors.dtype)
+    bbox_t = torch.zeros(num_imgs, n, 4, dtype=priors.dtype)
+    for i, (gt_b, gt_l) in enumerate(gts):
+        if len(gt_b) == 0:
+            continue
+        gt_b, gt_l = gt_b.to(priors.dtype), gt_l.long()
+        result = assigner.assign(
+            InstanceData(priors=priors, bboxes=boxes['aux_'][i].detach(),
+                         scores=heads['aux_'][0][i].detach()),
+            InstanceData(bboxes=gt_b, labels=gt_l))
+        pos = result.gt_inds > 0
+        labels[i, pos] = gt_l[result.gt_inds[pos] - 1]
+        scores[i, pos] = result.max_overlaps[pos].to(priors.dtype)
+        bbox_t[i, pos] = gt_b[result.gt_inds[pos] - 1]
+    labels, scores, bbox_t = labels.flatten(), scores.flatten(), bbox_t.reshape(-1, 4)
+    pos = torch.nonzero(labels < num_classes).squeeze(1)
+    all_priors = priors.repeat(num_imgs, 1)
+    centers, prior_strides = all_priors[pos, :2], all_priors[pos, 2:3]
+    dist_t = torch.cat([centers - bbox_t[pos, :2], bbox_t[pos, 2:] - centers], 1) / prior_strides
+    dist_t = dist_t.clamp(0, reg_max - 0.1)
+    qfl, giou = QualityFocalLoss(beta=2.0), GIoULoss(loss_weight=2.0)
+    dfl = DistributionFocalLoss(loss_weight=0.25)
+    losses = {}
+    for prefix, (cls, reg) in heads.items():
+        cls, reg = cls.reshape(-1, num_classes), reg.reshape(-1, 4 * (reg_max + 1))
+        box = boxes[prefix].reshape(-1, 4)
+        weight = cls.detach().sigmoid().max(1)[0][pos]
+        avg = max(weight.sum().item(), 1.0)
+        losses[prefix + 'loss_cls'] = qfl(cls, (labels, scores), avg_factor=max(len(pos), 1.0))
+        losses[prefix + 'loss_bbox'] = giou(box[pos], bbox_t[pos], weight=weight, avg_factor=avg)
+        losses[prefix + 'loss_dfl'] = dfl(reg[pos].reshape(-1, reg_max + 1), dist_t.reshape(-1),
+                                          weight=weight[:, None].expand(-1, 4).reshape(-1),
+                                          avg_factor=4.0 * avg)
+    return losses
+
+
+class RefNanoDetPlus(RefNanoDetPlusInference):
+    """NanoDet-Plus's training graph in PyTorch, built from a ``NanoDetPlus`` config's dicts:
+    the inference graph plus the aux FPN (the neck's config) and the aux head
+    (:class:`RefAuxHead`), under the Jittor detector's names (``aux_neck``, ``aux_head``).
+    ``loss`` takes an mmdet batch; before ``detach_epoch`` (epoch 0 here) the aux branch is not
+    detached."""
+
+    def __init__(self, backbone: dict, neck: dict, bbox_head: dict, aux_head: dict):
+        super().__init__(backbone, neck, bbox_head)
+        self.aux_neck = RefGhostPAN(**neck)
+        self.aux_head = RefAuxHead(**aux_head)
+        self.strides = bbox_head['strides']
+
+    @classmethod
+    def from_config(cls, model: dict) -> 'RefNanoDetPlus':
+        """From a ``NanoDetPlus`` model config (the options the references build; a config that
+        sets another, e.g. a separate ``aux_neck``, is refused naming it)."""
+        def pick(part, keys, **extra):
+            cfg = dict(model[part])
+            unknown = set(cfg) - set(keys) - {'type', 'norm_cfg', 'conv_type', 'loss_cls',
+                                              'loss_bbox', 'loss_dfl'}
+            if unknown:
+                raise ValueError(f'RefNanoDetPlus: {part} options {sorted(unknown)} not built')
+            return dict({k: cfg[k] for k in keys if k in cfg}, **extra)
+
+        if model.get('aux_neck') is not None:
+            raise ValueError('RefNanoDetPlus: a separate aux_neck is not built')
+        activation = ('activation', )
+        aux_norm = model['aux_head'].get('norm_cfg', dict(type='GN', num_groups=32))
+        return cls(
+            pick('backbone', ('model_size', 'out_stages', 'with_last_conv') + activation),
+            pick('neck', ('in_channels', 'out_channels', 'use_depthwise', 'kernel_size', 'expand',
+                          'num_blocks', 'use_res', 'num_extra_level', 'upsample_cfg') + activation),
+            pick('bbox_head', ('num_classes', 'in_channels', 'feat_channels', 'stacked_convs',
+                               'kernel_size', 'strides', 'reg_max') + activation),
+            pick('aux_head', ('num_classes', 'input_channel', 'feat_channels', 'stacked_convs',
+                              'strides', 'reg_max') + activation,
+                 num_groups=aux_norm.get('num_groups', 32)))
+
+    def loss(self, inputs, data_samples) -> dict:
+        from jt_mm_plugins.models.detectors.nanodet_plus import aux_head_inputs
+        feats = self.backbone(inputs)
+        fpn_feats = self.neck(feats)
+        cls, reg = self.bbox_head(fpn_feats)
+        aux_cls, aux_reg = self.aux_head(
+            aux_head_inputs(self.aux_neck, feats, fpn_feats, False, torch.cat))
+        gts = [(s.gt_instances.bboxes, s.gt_instances.labels) for s in data_samples]
+        return nanodet_plus_losses(self.bbox_head.distribution_project.project, cls, reg,
+                                   aux_cls, aux_reg, gts, self.strides)

@@ -180,6 +180,11 @@ class TorchGoldYOLO(nn.Module):
         yolov6_trained_bn_(self.backbone)
         yolov6_trained_bn_(self.bbox_head)
 
+    @classmethod
+    def from_config(cls, model: dict) -> 'TorchGoldYOLO':
+        """From a ``GoldYOLO`` model config."""
+        return cls(model['backbone'], model['neck'], model['bbox_head'])
+
     def forward(self, x):
         return self.bbox_head(list(self.neck(self.backbone(x))))
 
