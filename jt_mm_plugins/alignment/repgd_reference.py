@@ -1,10 +1,10 @@
 """The plain-torch RepGDNeck (Gold-YOLO's gather-and-distribute neck) written from the spec
 (../shared/specs/seed-systems.md 3.3) with yolov6detect's RepVGGBlock / RepBlock / SimConv / Conv
-and mmcv's ConvModule as its building blocks (Gold-YOLO imports exactly these), and ``TorchGoldYOLO``:
-a PyTorch Gold-YOLO of yolov6detect's ``EfficientRep`` and ``Detect``, this neck, and its losses
-from yolov6detect's ``ComputeLoss``. References for tests/test_repgd_neck.py,
-tests/test_gold_yolo_detector.py, the ``repgd_neck`` pair and tools/benchmark.py's
-``gold_yolo_n_demo`` twin; not used by the models.
+and mmcv's ConvModule as its building blocks (Gold-YOLO imports exactly these), and
+``TorchGoldYOLO``: a PyTorch Gold-YOLO of yolov6detect's ``EfficientRep`` and ``Detect``, this neck,
+and its losses from yolov6detect's ``ComputeLoss``. References for tests/test_repgd_neck.py,
+tests/test_gold_yolo_detector.py and tools/benchmark.py's ``gold_yolo_n_demo`` twin; not used by
+the models.
 
 The reference keeps the original's quirks: the attention's ``scale`` is never applied, and the
 injection pools without h_sigmoid when the local map is shorter than the global one. Drop path is
