@@ -1,8 +1,11 @@
 """PyTorch references of NanoDet-Plus's parts (not used by the models): torchvision's ShuffleNetV2
-as a feature trunk (``TorchvisionTrunk``), and plain-torch GhostPAN parts written from the spec
-(../shared/specs/seed-systems.md sections 4.2-4.3; NanoDet's parameter names). Used by
-tests/test_shufflenet_v2.py, tests/test_ghost_pan.py, tests/test_nanodet_plus_head.py and the
-``shufflenet_v2`` / ``ghost_pan`` pairs of :mod:`.pairs` (tools/align.py, tools/benchmark.py).
+as a feature trunk (``TorchvisionTrunk``), and plain-torch GhostPAN, head, aux head and AGM losses
+written from the spec (../shared/specs/seed-systems.md sections 4.2-4.4; NanoDet's parameter
+names), assembled into the inference graph (``RefNanoDetPlusInference``) and the training twin
+(``RefNanoDetPlus``). Used by tests/test_shufflenet_v2.py, tests/test_ghost_pan.py,
+tests/test_nanodet_plus_head.py, the ``shufflenet_v2`` / ``ghost_pan`` / ``nanodet_plus`` pairs of
+:mod:`.pairs` (tools/align.py, tools/benchmark.py) and tools/benchmark.py's ``nanodet_plus_demo``
+twin.
 """
 import math
 
