@@ -12,7 +12,7 @@
 # prototypes, np.random.RandomState(0).randn(3, 64), so the cosine classifier learns to map each
 # shape's RoIs onto its prototype. Differences from the original's 2nd stage: an RPN on C4 instead
 # of the 1st stage's proposal files (no proposals exist for the demo data), the demo schedule.
-_base_ = ['./_base_/demo_shapes.py']
+_base_ = ['./_base_/demo_shapes.py', '../unidetector/_base_/clip_c4.py']
 
 custom_imports = dict(imports=['jt_mm_plugins'], allow_failed_imports=False)
 
@@ -23,12 +23,7 @@ embeddings = 'configs/demo/unidetector_shapes_embeddings.npy'  # relative to the
 
 model = dict(
     type='FasterRCNN',
-    data_preprocessor=dict(  # CLIP's mean and std (x255), RGB
-        type='DetDataPreprocessor',
-        mean=[122.7709383, 116.7460125, 104.09373615],
-        std=[68.5005327, 66.6321579, 70.32316305],
-        bgr_to_rgb=True,
-        pad_size_divisor=32),
+    data_preprocessor={{_base_.clip_data_preprocessor}},
     backbone=dict(type='CLIPResNet', layers=clip_layers, width=clip_width, out_indices=(2, ),
                   frozen_stages=-1, norm_eval=False),
     rpn_head=dict(
@@ -63,14 +58,7 @@ model = dict(
             reg_class_agnostic=True,
             loss_bbox=dict(type='L1Loss', loss_weight=1.0))),
     train_cfg=dict(
-        rpn=dict(
-            assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.7, neg_iou_thr=0.3,
-                          min_pos_iou=0.3, match_low_quality=True, ignore_iof_thr=-1),
-            sampler=dict(type='RandomSampler', num=256, pos_fraction=0.5, neg_pos_ub=-1,
-                         add_gt_as_proposals=False),
-            allowed_border=-1,
-            pos_weight=-1,
-            debug=False),
+        rpn={{_base_.c4_rpn_train_cfg}},  # mmdet's caffe-C4 RPN training
         rpn_proposal=dict(nms_pre=2000, max_per_img=500, nms=dict(type='nms', iou_threshold=0.7),
                           min_bbox_size=0),
         rcnn=dict(

@@ -5,17 +5,13 @@
 # oidobjcoco_2ndstage.py (../shared/specs/seed-systems.md 1.6). Only the model is built by
 # tests/test_unidetector_configs.py: the CLIP text embeddings (.npy) and the 1st-stage proposal
 # files are not in this repository; training on this config has not been run.
+_base_ = ['./_base_/clip_c4.py']
 custom_imports = dict(imports=['jt_mm_plugins'], allow_failed_imports=False)
 
 embeddings = 'data/metadata/'
 model = dict(
     type='FastRCNN',
-    data_preprocessor=dict(  # CLIP's mean and std (x255), RGB
-        type='DetDataPreprocessor',
-        mean=[122.7709383, 116.7460125, 104.09373615],
-        std=[68.5005327, 66.6321579, 70.32316305],
-        bgr_to_rgb=True,
-        pad_size_divisor=32),
+    data_preprocessor={{_base_.clip_data_preprocessor}},
     backbone=dict(type='CLIPResNet', layers=[3, 4, 6, 3], width=64, out_indices=(2, ),
                   frozen_stages=1, norm_eval=True),
     roi_head=dict(
