@@ -208,3 +208,7 @@ def test_a_twin_option_the_reference_does_not_build_is_named():
     model.neck['extra_option'] = 1
     with pytest.raises(ValueError, match=r"neck options \['extra_option'\]"):
         RefNanoDetPlus.from_config(model)
+    model.neck.pop('extra_option')
+    model.bbox_head['norm_cfg'] = dict(type='GN', num_groups=8)  # the reference head builds BN
+    with pytest.raises(ValueError, match=r"bbox_head norm_cfg type 'GN' not built"):
+        RefNanoDetPlus.from_config(model)

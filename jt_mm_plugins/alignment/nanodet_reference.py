@@ -363,12 +363,17 @@ class RefNanoDetPlus(RefNanoDetPlusInference):
     def from_config(cls, model: dict) -> 'RefNanoDetPlus':
         """From a ``NanoDetPlus`` model config (the options the references build; a config that
         sets another, e.g. a separate ``aux_neck``, is refused naming it)."""
-        def pick(part, keys, **extra):
+        def pick(part, keys, norm='BN', **extra):
             cfg = dict(model[part])
             unknown = set(cfg) - set(keys) - {'type', 'norm_cfg', 'conv_type', 'loss_cls',
                                               'loss_bbox', 'loss_dfl'}
             if unknown:
                 raise ValueError(f'RefNanoDetPlus: {part} options {sorted(unknown)} not built')
+            # the references build one norm per part (BN; the aux head GN): refuse another
+            norm_type = cfg.get('norm_cfg', dict(type=norm)).get('type')
+            if norm_type != norm:
+                raise ValueError(f'RefNanoDetPlus: {part} norm_cfg type {norm_type!r} not built '
+                                 f'(only {norm!r})')
             return dict({k: cfg[k] for k in keys if k in cfg}, **extra)
 
         if model.get('aux_neck') is not None:
@@ -382,7 +387,7 @@ class RefNanoDetPlus(RefNanoDetPlusInference):
             pick('bbox_head', ('num_classes', 'in_channels', 'feat_channels', 'stacked_convs',
                                'kernel_size', 'strides', 'reg_max') + activation),
             pick('aux_head', ('num_classes', 'input_channel', 'feat_channels', 'stacked_convs',
-                              'strides', 'reg_max') + activation,
+                              'strides', 'reg_max') + activation, norm='GN',
                  num_groups=aux_norm.get('num_groups', 32)))
 
     def loss(self, inputs, data_samples) -> dict:
