@@ -307,7 +307,7 @@ def test_groupnorm_large_mean_is_stable():
     (dict(order=('conv', 'norm', 'norm')), ValueError),
     (dict(bias='yes'), ValueError),
     (dict(groups=3), ValueError),
-    (dict(norm_cfg=dict(type='LN')), KeyError),
+    (dict(norm_cfg=dict(type='IN')), KeyError),
     (dict(norm_cfg=dict(type='GN')), KeyError),
     (dict(norm_cfg='BN'), TypeError),
     (dict(act_cfg=dict(type='Mish')), KeyError),
