@@ -433,7 +433,7 @@ def test_init_weights(depth, zero_init):
      'num_stages'),
     (dict(depth=18, strides=(1, 2, 2)), ValueError, 'strides'),
     (dict(depth=18, out_indices=(0, 4)), ValueError, 'out_indices'),
-    (dict(depth=18, norm_cfg=dict(type='LN')), KeyError, 'LN'),
+    (dict(depth=18, norm_cfg=dict(type='IN')), KeyError, 'IN'),
 ])
 def test_invalid_args(kwargs, error, match):
     with pytest.raises(error, match=match):
