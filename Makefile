@@ -6,6 +6,8 @@ DEMO_CONFIG ?= configs/demo/faster_rcnn_clip_rn_jittor_fpn_demo.py
 DEMO_WORK_DIR ?= work_dirs/demo
 DEMO_CFG_OPTIONS ?=
 PYTEST_ARGS ?=
+# tmp_path_retention_policy=failed: pytest keeps only failed tests' temporary folders (checkpoints
+# and work dirs of passed tests would otherwise pile up, ~1.5 GB per run, in the last 3 runs' folders).
 # OpenMP threads spinning at barriers cost 6-8x on a shared CPU (torch and Jittor alike); no cost idle.
 export OMP_WAIT_POLICY ?= PASSIVE
 
@@ -19,4 +21,4 @@ demo: setup
 		bash scripts/demo.sh
 
 test: setup
-	$(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q -p no:cacheprovider -o tmp_path_retention_policy=failed $(PYTEST_ARGS)

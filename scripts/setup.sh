@@ -40,6 +40,14 @@ if [[ -z "${JTMM_FORCE_SETUP:-}" && -f "$STAMP" && "$(cat "$STAMP")" == "$want_s
     log "stamp matches but 'import jt_mm_plugins' fails: repairing"
 fi
 
+# A full install writes ~7 GB into .venv (torch alone ~6 GB); pip's "No space left on device" in the
+# middle of it leaves a broken venv, so check first and say what is needed.
+need_gb=8
+free_gb=$(( $(df -Pk "$ROOT" | awk 'NR==2 {print $4}') / 1024 / 1024 ))
+if [[ ! -f "$STAMP" && "$free_gb" -lt "$need_gb" ]]; then
+    die "only ${free_gb} GB free on the disk holding $ROOT; a fresh set-up needs about ${need_gb} GB (torch ~6 GB in .venv). Free some space (old clones, work_dirs/, /tmp) and rerun."
+fi
+
 if [[ ! -x "$PY" ]]; then
     log "creating virtual environment $VENV"
     "$PYTHON" -m venv "$VENV"
