@@ -191,6 +191,49 @@ def _restore_signal_handlers() -> None:
 
 _restore_signal_handlers()
 
+
+def compiler_python_launcher(cache_path: str, base_python: str, jittor_root: str) -> str:
+    """A launcher for the Python that runs Jittor's compiler wrapper, at a path that does not depend
+    on the virtual environment; written once into ``cache_path``, returned.
+
+    Jittor starts every kernel's compile command with its Python (``python utils/asm_tuner.py
+    --cc_path=g++ ...``) and that command is part of the kernel's cache key (``<kernel>.so.key``).
+    With ``sys.executable`` there, every virtual environment (a second clone, CI's checkout) misses
+    the whole kernel cache and recompiles each kernel, overwriting the other environment's: a fresh
+    clone's test run compiled ~1400 kernels that a warm cache already held. The launcher runs the
+    base interpreter with Jittor's folder on ``PYTHONPATH`` (all ``asm_tuner.py`` imports); its name
+    carries a hash of its content, so environments with the same interpreter and Jittor share one
+    launcher, and others get their own.
+    """
+    import hashlib
+    script = ('#!/bin/sh\n'
+              '# written by jt_mm_plugins.runtime: runs Jittor\'s compiler wrapper (see there)\n'
+              f'PYTHONPATH="{jittor_root}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{base_python}" "$@"\n')
+    digest = hashlib.sha256(script.encode()).hexdigest()[:12]
+    path = os.path.join(cache_path, f'jt_mm_python_{digest}')
+    if not os.path.isfile(path):
+        tmp = f'{path}.{os.getpid()}.tmp'
+        with open(tmp, 'w') as f:
+            f.write(script)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, path)  # atomic: concurrent processes write the same content
+    return path
+
+
+def _share_kernel_cache_across_environments() -> None:
+    base_python = os.path.realpath(getattr(sys, '_base_executable', None) or sys.executable)
+    jittor_root = os.path.dirname(os.path.dirname(os.path.abspath(jt.__file__)))
+    try:
+        jt.flags.python_path = compiler_python_launcher(jt.flags.cache_path, base_python,
+                                                        jittor_root)
+    except OSError as err:  # a read-only cache: Jittor still works, each venv compiles its own
+        warnings.warn(f'jt_mm_plugins: could not write the compiler launcher into '
+                      f'{jt.flags.cache_path} ({err}); kernels compiled from this virtual '
+                      'environment are not shared with others.', RuntimeWarning, stacklevel=2)
+
+
+_share_kernel_cache_across_environments()
+
 if _silenced:  # back to Jittor's default: compile progress and warnings show from here on
     os.environ.pop('log_silent')
     jt.flags.log_silent = 0

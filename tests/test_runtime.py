@@ -170,3 +170,22 @@ def test_nvcc_is_the_one_with_the_toolkit_beside_it(tmp_path):
         str(toolkit / 'bin' / 'nvcc')
     assert runtime.find_cuda_toolkit_nvcc(str(wrapper), []) is None
     assert runtime.find_cuda_toolkit_nvcc('', [str(tmp_path / 'nowhere')]) is None  # '': no PATH nvcc
+
+
+def test_kernel_cache_key_does_not_depend_on_the_virtual_environment(tmp_path):
+    # Jittor's compile command (part of each kernel's cache key) starts with its Python: the venv's
+    # own python would make every clone recompile every kernel. The launcher is venv-independent
+    # and runs Jittor's compiler wrapper's imports.
+    from jt_mm_plugins import runtime
+    jt = runtime.jt
+    launcher = jt.flags.python_path
+    assert os.path.dirname(launcher) == jt.flags.cache_path
+    assert not launcher.startswith(sys.prefix), launcher
+    out = subprocess.run([launcher, '-c', 'import jittor_utils, sys; print(sys.prefix)'],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == sys.base_prefix  # the base interpreter, not this venv
+    # Same interpreter and Jittor: same launcher; another Jittor: another one, both in place.
+    again = runtime.compiler_python_launcher(str(tmp_path), sys.executable, '/opt/jittor-a')
+    assert again == runtime.compiler_python_launcher(str(tmp_path), sys.executable, '/opt/jittor-a')
+    other = runtime.compiler_python_launcher(str(tmp_path), sys.executable, '/opt/jittor-b')
+    assert other != again and os.access(again, os.X_OK) and os.access(other, os.X_OK)
