@@ -8,6 +8,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from jt_mm_plugins.bridge.registry import register_jittor_module
+from jt_mm_plugins.ops.batched_matmul import batched_matmul
+from jt_mm_plugins.ops.softmax import softmax_last_dim
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
 from .dropout import build_dropout
@@ -81,7 +83,7 @@ class TorchMultiheadAttention(jt.nn.Module):
         q = q / jt.sqrt(jt.array(self.head_dim).cast(q.dtype))
         k = self._project(key, 1)
         v = self._project(value, 2)
-        logits = jt.matmul(q, k.transpose(0, 2, 1))  # (B * heads, L, S)
+        logits = batched_matmul(q, k, transpose_b=True)  # (B * heads, L, S)
         if attn_mask is not None:
             if tuple(attn_mask.shape) not in ((length, src), (batch * heads, length, src)):
                 raise InputError(f'MultiheadAttention: attn_mask shape {tuple(attn_mask.shape)}, '
@@ -95,8 +97,8 @@ class TorchMultiheadAttention(jt.nn.Module):
             pad = _additive_mask(key_padding_mask, logits.dtype)
             pad = pad.reshape(batch, 1, 1, src).broadcast((batch, heads, 1, src))
             logits = logits + pad.reshape(batch * heads, 1, src)
-        weights = jt.nn.softmax(logits, dim=-1)
-        out = jt.matmul(self.attn_drop(weights), v)  # (B * heads, L, head_dim)
+        weights = softmax_last_dim(logits)
+        out = batched_matmul(self.attn_drop(weights), v)  # (B * heads, L, head_dim)
         out = out.transpose(1, 0, 2).reshape(length, batch, self.embed_dim)
         out = self.out_proj(out)
         if self.batch_first:
