@@ -13,6 +13,11 @@ instead:
 * ``score_threshold`` drops boxes with ``score <= score_threshold`` first and ``max_num`` keeps the
   best ``max_num`` of the survivors.
 
+``soft_nms`` follows mmcv's CPU kernel (``softnms_cpu``) step for step: the same selection of the
+best remaining box, the same swaps and the same float arithmetic, so its kept indices, their order
+and the rescored scores are mmcv's. As mmcv's, it runs on the CPU only (on CUDA the boxes are
+processed on the host).
+
 The sort and the suppression are ``jt.code`` kernels with CPU and CUDA sources. On CUDA the sort is
 a rank count, the pairwise IoU test is computed as a bit mask in 64x64 tiles (N x N/64 words of
 scratch memory, as in mmcv) and the greedy pass runs in one thread block.
@@ -366,11 +371,148 @@ def nms(boxes: jt.Var,
     return dets, inds.int64()
 
 
+# mmcv's softnms_cpu, step for step (the same argmax, swaps and float arithmetic). in0: boxes [n, 4],
+# in1: scores [n]. out0: dets [n, 5] (the first out2[0] rows are valid), out1: their indices,
+# out2: how many boxes were kept.
+_SOFT_NMS_CPU_HEADER = r"""
+#ifdef __FAST_MATH__
+#error "compile this kernel with EXACT_CPU_FLAGS (no -ffast-math): IEEE arithmetic is required"
+#endif
+#include <algorithm>
+#include <cmath>
+#include <vector>
+"""
+
+_SOFT_NMS_CPU_SRC = r"""
+@alias(boxes, in0)
+@alias(scores, in1)
+@alias(dets, out0)
+@alias(inds, out1)
+@alias(count, out2)
+typedef boxes_type scalar_t;
+const int64_t n = boxes_shape0;
+const int offset = (int)data["offset"];
+const int method = (int)data["method"];
+const float iou_threshold = (float)data["iou_threshold"];
+const float sigma = (float)data["sigma"];
+const float min_score = (float)data["min_score"];
+const scalar_t zero = 0;
+std::vector<scalar_t> x1(n), y1(n), x2(n), y2(n), sc(n), areas(n);
+std::vector<int64_t> idx(n);
+for (int64_t i = 0; i < n; i++) {
+    x1[i] = @boxes(i, 0); y1[i] = @boxes(i, 1); x2[i] = @boxes(i, 2); y2[i] = @boxes(i, 3);
+    sc[i] = @scores(i);
+    areas[i] = (x2[i] - x1[i] + offset) * (y2[i] - y1[i] + offset);
+    idx[i] = i;
+}
+int64_t nboxes = n;
+for (int64_t i = 0; i < nboxes; i++) {
+    // the best remaining box (the first of equal scores) moves to position i
+    scalar_t max_score = sc[i];
+    int64_t max_pos = i;
+    for (int64_t pos = i + 1; pos < nboxes; pos++) {
+        if (max_score < sc[pos]) { max_score = sc[pos]; max_pos = pos; }
+    }
+    const scalar_t ix1 = x1[max_pos], iy1 = y1[max_pos], ix2 = x2[max_pos], iy2 = y2[max_pos];
+    const scalar_t iscore = sc[max_pos], iarea = areas[max_pos];
+    const int64_t iind = idx[max_pos];
+    @dets(i, 0) = ix1; @dets(i, 1) = iy1; @dets(i, 2) = ix2; @dets(i, 3) = iy2;
+    @dets(i, 4) = iscore;
+    x1[max_pos] = x1[i]; y1[max_pos] = y1[i]; x2[max_pos] = x2[i]; y2[max_pos] = y2[i];
+    sc[max_pos] = sc[i]; areas[max_pos] = areas[i]; idx[max_pos] = idx[i];
+    x1[i] = ix1; y1[i] = iy1; x2[i] = ix2; y2[i] = iy2;
+    sc[i] = iscore; areas[i] = iarea; idx[i] = iind;
+    // rescore the others; a box whose score falls below min_score is dropped (swapped with the last)
+    for (int64_t pos = i + 1; pos < nboxes; pos++) {
+        const scalar_t w = std::max(zero, std::min(ix2, x2[pos]) - std::max(ix1, x1[pos]) + offset);
+        const scalar_t h = std::max(zero, std::min(iy2, y2[pos]) - std::max(iy1, y1[pos]) + offset);
+        const scalar_t inter = w * h;
+        const scalar_t ovr = inter / (iarea + areas[pos] - inter);
+        scalar_t weight = 1;
+        if (method == 0) {
+            if (ovr >= iou_threshold) weight = 0;
+        } else if (method == 1) {
+            if (ovr >= iou_threshold) weight = 1 - ovr;
+        } else {
+            weight = std::exp(-(ovr * ovr) / sigma);
+        }
+        sc[pos] *= weight;
+        if (sc[pos] < min_score) {
+            x1[pos] = x1[nboxes - 1]; y1[pos] = y1[nboxes - 1];
+            x2[pos] = x2[nboxes - 1]; y2[pos] = y2[nboxes - 1];
+            sc[pos] = sc[nboxes - 1]; areas[pos] = areas[nboxes - 1]; idx[pos] = idx[nboxes - 1];
+            nboxes--;
+            pos--;
+        }
+    }
+}
+for (int64_t i = 0; i < nboxes; i++) @inds(i) = (inds_type)idx[i];
+@count(0) = (count_type)nboxes;
+"""
+
+SOFT_NMS_METHODS = {'naive': 0, 'linear': 1, 'gaussian': 2}
+
+
+def soft_nms(boxes: jt.Var,
+             scores: jt.Var,
+             iou_threshold: float = 0.3,
+             sigma: float = 0.5,
+             min_score: float = 1e-3,
+             method: str = 'linear',
+             offset: int = 0) -> Tuple[jt.Var, jt.Var]:
+    """Soft-NMS with ``mmcv.ops.soft_nms`` semantics (`Soft-NMS <https://arxiv.org/abs/1704.04503>`_).
+
+    Repeatedly the remaining box with the highest (current) score is kept (the first of equal
+    scores in mmcv's working order) and every other remaining box's score is multiplied by a
+    weight of their IoU ``o``: ``method='linear'``: ``1 - o`` when ``o >= iou_threshold``, else 1;
+    ``'gaussian'``: ``exp(-o^2 / sigma)`` (``iou_threshold`` unused); ``'naive'``: 0 when
+    ``o >= iou_threshold`` (hard NMS with ``>=``). A box whose score falls below ``min_score`` is
+    dropped. Arguments, their defaults and their order are mmcv's. Runs on the CPU (mmcv's has only
+    a CPU kernel).
+
+    Args:
+        boxes (jt.Var): Boxes of shape (N, 4) in <x1, y1, x2, y2> format.
+        scores (jt.Var): Scores of shape (N,).
+        iou_threshold (float): See above. Defaults to 0.3.
+        sigma (float): Gaussian parameter. Defaults to 0.5.
+        min_score (float): Boxes whose rescored score is below this are dropped. Defaults to 1e-3.
+        method (str): ``'linear'``, ``'gaussian'`` or ``'naive'``. Defaults to ``'linear'``.
+        offset (int): 0 or 1, added to widths and heights. Defaults to 0.
+
+    Returns:
+        tuple[jt.Var, jt.Var]: ``dets`` (K, 5), rows (x1, y1, x2, y2, rescored score) in the order
+        kept (non-increasing score), and ``inds`` (int64, (K,)): their indices in ``boxes``.
+    """
+    _check_boxes_scores(boxes, scores, 'soft_nms')
+    if offset not in (0, 1):
+        raise ValueError(f'soft_nms: offset must be 0 or 1, got {offset!r}')
+    if method not in SOFT_NMS_METHODS:
+        raise ValueError(f'soft_nms: method must be one of {sorted(SOFT_NMS_METHODS)}, got '
+                         f'{method!r}')
+    if boxes.shape[0] == 0:
+        return _empty_result(boxes)
+    num = boxes.shape[0]
+    scores = scores.astype(boxes.dtype)
+    with jt.flag_scope(use_cuda=0, compile_options=EXACT_CPU_FLAGS):
+        dets, inds, count = jt.code(
+            [(num, 5), (num, ), (1, )], [boxes.dtype, 'int64', 'int64'], [boxes, scores],
+            cpu_header=_SOFT_NMS_CPU_HEADER, cpu_src=_SOFT_NMS_CPU_SRC,
+            data=dict(iou_threshold=float(iou_threshold), sigma=float(sigma),
+                      min_score=float(min_score), method=SOFT_NMS_METHODS[method],
+                      offset=float(offset)))
+        kept = int(count.numpy()[0])
+    if kept == 0:  # every box below min_score
+        return _empty_result(boxes)
+    return dets[:kept], inds[:kept]
+
+
 def _resolve_nms_type(nms_type: Union[str, Callable]) -> Callable:
     if nms_type == 'nms' or nms_type is nms:
         return nms
+    if nms_type == 'soft_nms' or nms_type is soft_nms:
+        return soft_nms
     raise ValueError(f'batched_nms: nms_cfg type {nms_type!r} is not implemented in Jittor; only '
-                     "type='nms' is supported (soft_nms, nms_rotated, ... are not ported).")
+                     "type='nms' and type='soft_nms' are (nms_rotated, ... are not ported).")
 
 
 def _class_offset_boxes(boxes: jt.Var, idxs: jt.Var) -> jt.Var:
@@ -397,14 +539,15 @@ def batched_nms(boxes: jt.Var,
         scores (jt.Var): Scores of shape (N,).
         idxs (jt.Var): Class (or group) index of each box, shape (N,).
         nms_cfg (dict | None): ``None`` skips NMS and only sorts by score. Otherwise the keys are
-            ``type`` (only ``'nms'``, the default), ``iou_threshold``, ``class_agnostic``
-            (overrides the argument), ``split_thr`` (default 10000) and the other keyword
-            arguments of :func:`nms` (``offset``, ``score_threshold``, ``max_num``).
+            ``type`` (``'nms'``, the default, or ``'soft_nms'``), ``iou_threshold``,
+            ``class_agnostic`` (overrides the argument), ``split_thr`` (default 10000) and the
+            other keyword arguments of :func:`nms` (``offset``, ``score_threshold``, ``max_num``)
+            or :func:`soft_nms` (``sigma``, ``min_score``, ``method``, ``offset``).
         class_agnostic (bool): Ignore ``idxs``. Defaults to False.
 
     Returns:
         tuple[jt.Var, jt.Var]: ``dets`` (K, 5) with the original (unshifted) boxes and their
-        scores in descending score order, and ``keep`` (int64, shape (K,)), indices into ``boxes``.
+        scores (after soft-NMS's rescoring) in descending score order, and ``keep`` (int64, shape (K,)), indices into ``boxes``.
     """
     _check_boxes_scores(boxes, scores, 'batched_nms')
     if not isinstance(idxs, jt.Var) or tuple(idxs.shape) != (boxes.shape[0], ):
@@ -430,18 +573,21 @@ def batched_nms(boxes: jt.Var,
         return jt.concat([boxes[keep], dets[:, -1:]], dim=1), keep
 
     max_num = cfg.pop('max_num', -1)
-    kept = []
+    kept, kept_scores = [], []
     for class_id in np.unique(idxs.numpy()):
         members = jt.where(idxs == class_id.item())[0]
-        _, class_keep = nms_op(boxes_for_nms[members], scores[members], **cfg)
+        class_dets, class_keep = nms_op(boxes_for_nms[members], scores[members], **cfg)
         if class_keep.shape[0] > 0:
             kept.append(members[class_keep])
+            kept_scores.append(class_dets[:, -1])  # soft-NMS rescored them
     if not kept:
         return _empty_result(boxes)
-    keep = jt.concat(kept).int64()
-    # mmcv collects the survivors in index order, then sorts them by score (stable).
-    keep = keep[jt.argsort(keep)[0]]
-    order, sorted_scores = descending_order(scores[keep])
+    keep, kept_scores = jt.concat(kept).int64(), jt.concat(kept_scores)
+    # mmcv collects the survivors (with their scores after NMS) in index order, then sorts them by
+    # score (stable).
+    index_order = jt.argsort(keep)[0]
+    keep, kept_scores = keep[index_order], kept_scores[index_order]
+    order, sorted_scores = descending_order(kept_scores)
     keep = keep[order]
     dets = jt.concat([boxes[keep], sorted_scores.unsqueeze(1)], dim=1)
     if max_num > 0:

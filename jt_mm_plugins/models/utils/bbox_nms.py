@@ -26,7 +26,8 @@ def multiclass_nms(multi_bboxes: jt.Var,
         multi_scores (jt.Var): Shape (n, num_classes + 1); the last column (background) is ignored.
         score_thr (float): Boxes with a score not above this are dropped before NMS.
         nms_cfg (dict | None): Arguments of :func:`jt_mm_plugins.ops.nms.batched_nms`, e.g.
-            ``dict(type='nms', iou_threshold=0.5)``.
+            ``dict(type='nms', iou_threshold=0.5)`` or ``dict(type='soft_nms', iou_threshold=0.5,
+            method='gaussian')`` (the kept boxes then carry their rescored scores, as mmdet's).
         max_num (int): Keep at most this many boxes after NMS when positive. Defaults to -1.
         score_factors (jt.Var, optional): Factors (n,) multiplied to the scores after thresholding.
             Defaults to None.
