@@ -8,8 +8,9 @@ rows split over the OpenMP threads (``torch.set_num_threads`` / ``OMP_NUM_THREAD
 ``y = exp(x - max) / sum(exp(x - max))`` in two passes over the row, and the gradient
 ``dx = y * (dy - sum(dy * y))``; only ``y`` is kept for the backward.
 
-Same values as ``torch.softmax`` for rows holding ``-inf`` (masked keys: weight 0, gradient 0).
-Float32 on CPU only; anything else goes to ``jt.nn.softmax``.
+Same values as ``torch.softmax`` for rows holding ``-inf`` (masked keys: weight 0, gradient 0),
+except that weights below ``exp(-87)`` of the row's largest (< 1.7e-38, where torch keeps a tiny
+or denormal value) are 0. Float32 on CPU only; anything else goes to ``jt.nn.softmax``.
 """
 from jt_mm_plugins.ops.cpu_kernels import PARALLEL_MIN_NUMEL, cpu_float32
 from jt_mm_plugins.runtime import jt
@@ -27,7 +28,10 @@ _FORWARD_CPU_SRC = f'''
         for (int c = 1; c < C; c++) top = x[c] > top ? x[c] : top;
         float total = 0.f;
         for (int c = 0; c < C; c++) {{
-            const float e = std::exp(x[c] - top);
+            // Below -87 exp is under FLT_MIN (1.2e-38): 0. The clamp keeps -inf (masked keys) out
+            // of the vectorised exp, whose special-value path made the loop 4x slower.
+            const float d = x[c] - top;
+            const float e = d < -87.f ? 0.f : std::exp(d < -87.f ? -87.f : d);
             y[c] = e;
             total += e;
         }}
