@@ -36,8 +36,15 @@ Example::
     python tools/generate_demo_dataset.py                   # 200 train / 50 val, 256x256
     python tools/generate_demo_dataset.py --out-dir /tmp/shapes --num-train 8 --num-val 4 \\
         --image-size 64
+    python tools/generate_demo_dataset.py --out-dir data/shapes7 --shapes all
+
+``--shapes`` picks kwcoco's shapes (its pattern set has seven: ``box circle star superstar eff
+octagon diamond``; ``demodata_toy_dset`` hard-codes the last three of the default list, so the
+option swaps its pattern list while it runs). The default ``star,superstar,eff`` writes the same
+files (and the same recorded settings) as before the option existed.
 """
 import argparse
+import contextlib
 import json
 import os
 import os.path as osp
@@ -52,6 +59,9 @@ GENERATOR = 'kwcoco.demo.toydata_image.demodata_toy_dset'
 SPLITS = ('train', 'val')
 # Offset between the train and val seeds: the val split must not repeat train images.
 VAL_SEED_OFFSET = 1
+#: The shapes demodata_toy_dset draws, in its order; and all of kwcoco's toy patterns.
+DEFAULT_SHAPES = ('star', 'superstar', 'eff')
+KWCOCO_SHAPES = ('box', 'circle', 'star', 'superstar', 'eff', 'octagon', 'diamond')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -70,7 +80,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='random seed of the train split; val uses seed + 1 (default: 0)')
     parser.add_argument('--force', action='store_true',
                         help='regenerate even if the dataset exists (replaces it)')
+    parser.add_argument('--shapes', default=','.join(DEFAULT_SHAPES),
+                        help='comma-separated kwcoco shapes, in category order, or "all" '
+                        f'({",".join(KWCOCO_SHAPES)}); default: {",".join(DEFAULT_SHAPES)}')
     args = parser.parse_args(argv)
+    args.shapes = KWCOCO_SHAPES if args.shapes == 'all' else tuple(
+        s.strip() for s in args.shapes.split(',') if s.strip())
+    unknown = [s for s in args.shapes if s not in KWCOCO_SHAPES]
+    if unknown or not args.shapes or len(set(args.shapes)) != len(args.shapes):
+        parser.error(f'--shapes: {",".join(args.shapes)!r} must be distinct names among '
+                     f'{",".join(KWCOCO_SHAPES)}')
     for name in ('num_train', 'num_val'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1, got {getattr(args, name)}')
@@ -80,10 +99,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def split_settings(split: str, num_images: int, image_size: int, seed: int) -> Dict:
-    """The settings that decide a split's content; stored in the JSON's ``info``."""
+def split_settings(split: str, num_images: int, image_size: int, seed: int,
+                   shapes: Sequence[str] = DEFAULT_SHAPES) -> Dict:
+    """The settings that decide a split's content; stored in the JSON's ``info`` (``shapes``
+    only when not the default, so datasets written before the option stay complete)."""
     import kwcoco
-    return dict(
+    settings = dict(
         generator=GENERATOR,
         kwcoco_version=kwcoco.__version__,
         split=split,
@@ -91,6 +112,35 @@ def split_settings(split: str, num_images: int, image_size: int, seed: int) -> D
         image_size=image_size,
         seed=seed,
     )
+    if tuple(shapes) != DEFAULT_SHAPES:
+        settings['shapes'] = list(shapes)
+    return settings
+
+
+@contextlib.contextmanager
+def kwcoco_shapes(shapes: Sequence[str]):
+    """Make ``demodata_toy_dset`` draw ``shapes``: it builds its patterns with
+    ``CategoryPatterns.coerce([...three names...])``; while this runs, that call gets ``shapes``
+    instead (an existing patterns object passes through, as in kwcoco)."""
+    from kwcoco.demo import toydata_image
+    original = toydata_image.CategoryPatterns
+    if tuple(shapes) == DEFAULT_SHAPES:
+        yield
+        return
+
+    class Patterns(original):
+
+        @classmethod
+        def coerce(cls, data=None, **kwargs):
+            if isinstance(data, original):
+                return data
+            return original.coerce(list(shapes), **kwargs)
+
+    toydata_image.CategoryPatterns = Patterns
+    try:
+        yield
+    finally:
+        toydata_image.CategoryPatterns = original
 
 
 def annotation_file(out_dir: str, split: str) -> str:
@@ -158,7 +208,8 @@ def convert_segmentation(kw_segmentation) -> Optional[List[List[float]]]:
     return polygons or None
 
 
-def generate_split(out_dir: str, split: str, num_images: int, image_size: int, seed: int) -> Dict:
+def generate_split(out_dir: str, split: str, num_images: int, image_size: int, seed: int,
+                   shapes: Sequence[str] = DEFAULT_SHAPES) -> Dict:
     """Generate one split with kwcoco in a temporary folder and write it as plain COCO.
 
     Returns:
@@ -167,7 +218,7 @@ def generate_split(out_dir: str, split: str, num_images: int, image_size: int, s
     import numpy as np
     from kwcoco.demo.toydata_image import demodata_toy_dset
 
-    settings = split_settings(split, num_images, image_size, seed)
+    settings = split_settings(split, num_images, image_size, seed, shapes)
     img_dir = osp.join(out_dir, split)
     os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
     # kwcoco's bundle (its images, JSON and cache stamp) goes to a temporary folder inside out_dir,
@@ -182,7 +233,7 @@ def generate_split(out_dir: str, split: str, num_images: int, image_size: int, s
         global_state = np.random.get_state()
         np.random.seed(seed)
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), kwcoco_shapes(shapes):
                 # kwimage falls back to its numpy NMS without its compiled extension: harmless.
                 warnings.filterwarnings('ignore', message='.*kwimage_ext.*')
                 kw_dset = demodata_toy_dset(
@@ -276,7 +327,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             ('val', args.num_val, args.seed + VAL_SEED_OFFSET)]
 
     for split, num_images, seed in plan:
-        settings = split_settings(split, num_images, args.image_size, seed)
+        settings = split_settings(split, num_images, args.image_size, seed, args.shapes)
         state = 'missing' if args.force else existing_split_state(out_dir, split, settings)
         if state == 'complete':
             print(f'[{split}] {annotation_file(out_dir, split)} is present and complete '
@@ -288,7 +339,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   f'--out-dir.', file=sys.stderr)
             return 2
         start = time.time()
-        summary = generate_split(out_dir, split, num_images, args.image_size, seed)
+        summary = generate_split(out_dir, split, num_images, args.image_size, seed, args.shapes)
         check_with_pycocotools(summary['ann_file'], osp.join(out_dir, split))
         print(f'[{split}] wrote {summary["images"]} images, {summary["annotations"]} boxes '
               f'{summary["per_category"]} to {summary["ann_file"]} in {time.time() - start:.1f} s'
