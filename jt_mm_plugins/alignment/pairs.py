@@ -289,6 +289,8 @@ def spread_head_weights(detector: torch.nn.Module, seed: int) -> None:
     modules = dict(detector.named_modules())
     with torch.no_grad():
         for name, std in layers.items():
+            if name not in modules:  # no RPN head (FastRCNN)
+                continue
             for p in modules[name].parameters():
                 p.copy_(torch.randn(p.shape, generator=generator) * std)
 
@@ -319,9 +321,13 @@ def small_faster_rcnn_twins(candidate: str = 'faster_rcnn_r18_fpn_demo_jittor',
 
 
 def _detector_loss_pair(size: str, seed: int, configs: Tuple, spread: bool = False) -> Built:
-    import copy
     _sized(size, None, None)
-    reference, candidate, data = _build_detectors(seed, configs, spread)
+    return _detector_loss_probes(*_build_detectors(seed, configs, spread))
+
+
+def _detector_loss_probes(reference, candidate, data) -> Built:
+    """The detectors' summed-loss probes on the batch (fresh copies of its data samples)."""
+    import copy
     samples = data['data_samples']
 
     def loss(model, inputs):
@@ -346,6 +352,46 @@ def build_jittor_heads(size: str = 'small', seed: int = 0) -> Built:
     return _detector_loss_pair(size, SMALL_DETECTOR_SEED + seed,
                                small_detector_configs('faster_rcnn_r18_fpn_jittor_heads_demo'),
                                spread=True)
+
+
+def fast_rcnn_configs():
+    """mmdet's ``FastRCNN`` and ``JittorFastRCNN``: the small demo Faster R-CNN pair
+    (:func:`small_detector_configs`) without its RPN (``train_cfg`` / ``test_cfg``: ``rcnn``
+    only)."""
+    from mmengine.config import ConfigDict
+    configs = small_detector_configs()
+    for cfg, detector in zip(configs, ('FastRCNN', 'JittorFastRCNN')):
+        cfg.type = detector
+        cfg.pop('rpn_head')
+        cfg.train_cfg = ConfigDict(rcnn=cfg.train_cfg.rcnn)
+        cfg.test_cfg = ConfigDict(rcnn=cfg.test_cfg.rcnn)
+    return configs
+
+
+# proposals per image of the Fast R-CNN case
+FAST_RCNN_PROPOSALS = 12
+
+
+def small_fast_rcnn_twins(seed: int = SMALL_DETECTOR_SEED):
+    """(mmdet's FastRCNN, JittorFastRCNN with its weights (loaded strictly), the preprocessed
+    batch): :func:`fast_rcnn_configs`, :func:`spread_head_weights`, ``SMALL_DETECTOR_BATCH``, and
+    in each data sample ``FAST_RCNN_PROPOSALS`` random proposals with scores
+    (:func:`random_proposals`), as mmdet's ``LoadProposals`` + ``PackDetInputs`` give them."""
+    from mmengine.structures import InstanceData
+    reference, candidate, data = _build_detectors(seed, fast_rcnn_configs(), spread=True)
+    for sample, (boxes, scores) in zip(data['data_samples'],
+                                       random_proposals(data['data_samples'], seed,
+                                                        FAST_RCNN_PROPOSALS)):
+        sample.proposals = InstanceData(bboxes=boxes, scores=scores)
+    return reference, candidate, data
+
+
+@alignment_pair('fast_rcnn', "JittorFastRCNN vs mmdet's FastRCNN (R-18 FPN demo, given proposals): "
+                'all losses', tolerances={'output_abs': 1e-4, 'grad_rel': 1e-2},
+                float64_referee=True, float64_context=mmcv_nms_accepts_float64)
+def build_fast_rcnn(size: str = 'small', seed: int = 0) -> Built:
+    _sized(size, None, None)
+    return _detector_loss_probes(*small_fast_rcnn_twins(SMALL_DETECTOR_SEED + seed))
 
 
 def gfl_demo_configs(candidate: str):
@@ -404,6 +450,20 @@ def build_rpn_head(size: str = 'small', seed: int = 0) -> Built:
     return _LossProbe(candidate, loss), _LossProbe(reference, loss), [feats]
 
 
+def random_proposals(samples, seed: int, num: int = 20) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """(boxes (num, 4), scores (num,)) of each sample: corners in the first 70% of its image,
+    sizes of 8 px plus up to 30% of it, uniform scores."""
+    generator = torch.Generator().manual_seed(seed)
+    proposals = []
+    for sample in samples:
+        h, w = sample.metainfo['img_shape']
+        corners = torch.rand(num, 2, generator=generator) * torch.tensor([w * .7, h * .7])
+        sizes = 8 + torch.rand(num, 2, generator=generator) * torch.tensor([w * .3, h * .3])
+        proposals.append((torch.cat([corners, corners + sizes], 1),
+                          torch.rand(num, generator=generator)))
+    return proposals
+
+
 @alignment_pair('roi_head', "JittorStandardRoIHead vs mmdet's StandardRoIHead: losses on fixed "
                 'proposals')
 def build_roi_head(size: str = 'small', seed: int = 0) -> Built:
@@ -413,14 +473,7 @@ def build_roi_head(size: str = 'small', seed: int = 0) -> Built:
     head_cfg, reference, candidate, samples = _head_twins('roi_head', 'JittorStandardRoIHead', seed)
     channels = head_cfg.bbox_roi_extractor.out_channels
     feats = tuple(torch.randn(2, channels, 96 // s, 96 // s) for s in (4, 8, 16, 32))
-    generator = torch.Generator().manual_seed(seed)
-    proposals = []
-    for sample in samples:
-        h, w = sample.metainfo['img_shape']
-        corners = torch.rand(20, 2, generator=generator) * torch.tensor([w * .7, h * .7])
-        sizes = 8 + torch.rand(20, 2, generator=generator) * torch.tensor([w * .3, h * .3])
-        proposals.append((torch.cat([corners, corners + sizes], 1),
-                          torch.rand(20, generator=generator)))
+    proposals = random_proposals(samples, seed)
 
     def loss(head, x):
         results = []
@@ -489,6 +542,114 @@ def build_clip_res_layer(size: str = 'small', seed: int = 0) -> Built:
     candidate.get_parameter('1.k_proj.bias').requires_grad_(False)
     net.attnpool.k_proj.bias.requires_grad_(False)
     return candidate, reference, [torch.randn(batch, width * 16, roi, roi)]
+
+
+# --- UniDetector's 2nd-stage RoI head, pure vs mixed mode ----------------------------------------
+# the assigner's IoU threshold of the case (every proposal's float64 IoU with the gts keeps 0.05
+# away from it, asserted when the case is built)
+UNIDETECTOR_POS_IOU = 0.5
+
+
+def _iou64(a, b):
+    import numpy as np
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a, area_b = (np.prod(x[:, 2:] - x[:, :2], axis=1) for x in (a, b))
+    return inter / (area_a[:, None] + area_b[None] - inter)
+
+
+def unidetector_roi_head_case(size: str, tmp_dir: str, seed: int = 0):
+    """UniDetector's 2nd-stage RoI head (``CLIPResLayer`` shared head, ``BBoxHeadCLIPPartitioned``
+    with two datasets' embeddings written to ``tmp_dir``) and a batch of two images of datasets 1
+    and 0: ``(cfg(roi_head_type), feats, samples, proposals)``. ``cfg`` gives the RoI head config for
+    ``'MetaStandardRoIHead'`` (mixed) or ``'JittorStandardRoIHead'`` (pure); both use the Jittor
+    RoI extractor, so both modes compute the same features. ``small``: CLIP width 2 (32 -> 64
+    channels), 16-d embeddings of 3 / 5 classes, 4 x 4 C4 features; ``large``: RN50's layer4
+    (1024 -> 2048 channels, RoIAlign 14), 1024-d embeddings of 80 / 365 classes (COCO / Objects365),
+    32 x 32 C4 features (512-px images). Every sampled RoI is kept (sampler ``num`` above the
+    candidates) and the federated draw takes every class (``fed_loss_num_cat`` above the label
+    spaces), so no random choice separates the modes.
+    """
+    import os
+
+    import numpy as np
+    from mmdet.structures import DetDataSample
+    from mmengine.config import ConfigDict
+    from mmengine.structures import InstanceData
+    width, roi, dim, heads, classes, hw = _sized(size, (2, 8, 16, 4, (3, 5), 4),
+                                                 (64, 14, 1024, 32, (80, 365), 32))
+    paths = []
+    for i, num in enumerate(classes):
+        paths.append(os.path.join(tmp_dir, f'dataset{i}_embeddings.npy'))
+        np.save(paths[-1], np.random.RandomState(seed + i).randn(num, dim).astype(np.float16))
+
+    def cfg(roi_head_type: str) -> ConfigDict:
+        return ConfigDict(
+            type=roi_head_type,
+            shared_head=dict(type='CLIPResLayer', layers=[1, 1, 1, 1] if size == 'small'
+                             else [3, 4, 6, 3], width=width),
+            bbox_roi_extractor=dict(type='JittorSingleRoIExtractor', out_channels=width * 16,
+                                    featmap_strides=[16],
+                                    roi_layer=dict(type='RoIAlign', output_size=roi,
+                                                   sampling_ratio=0)),
+            bbox_head=dict(type='BBoxHeadCLIPPartitioned', zeroshot_path=paths,
+                           cat_freq_path=[None] * len(paths), num_classes=max(classes),
+                           fed_loss_num_cat=1000, in_channels=width * 32,
+                           roi_feat_size=roi // 2, embed_dim=dim, num_heads=heads,
+                           reg_class_agnostic=True,
+                           loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
+            train_cfg=dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=UNIDETECTOR_POS_IOU,
+                                         neg_iou_thr=UNIDETECTOR_POS_IOU,
+                                         min_pos_iou=UNIDETECTOR_POS_IOU,
+                                         match_low_quality=False, ignore_iof_thr=-1),
+                           sampler=dict(type='RandomSampler', num=16, pos_fraction=0.5,
+                                        add_gt_as_proposals=True),
+                           pos_weight=-1),
+            test_cfg=dict(score_thr=0.0, nms=dict(type='nms', iou_threshold=0.5),
+                          max_per_img=20))
+
+    side = hw * 16.
+    samples, proposals = [], []
+    for dataset_id, labels in ((1, [classes[1] - 1, 1]), (0, [2])):
+        sample = DetDataSample(metainfo=dict(img_shape=(side, side), scale_factor=(1., 1.),
+                                             dataset_id=dataset_id))
+        gts = torch.tensor([[4., 4., 30., 30.], [20., 10., 60., 50.]][:len(labels)]) * hw / 4
+        sample.gt_instances = InstanceData(bboxes=gts, labels=torch.tensor(labels))
+        samples.append(sample)
+        boxes = torch.cat([gts + 1, torch.tensor([[0., 0., 63., 63.], [30., 30., 50., 62.]])
+                           * hw / 4])
+        ious = _iou64(np.concatenate([gts.numpy(), boxes.numpy()]).astype(np.float64),
+                      gts.numpy().astype(np.float64))
+        assert np.abs(ious - UNIDETECTOR_POS_IOU).min() > 0.05  # no assignment flips in float32
+        proposals.append(InstanceData(bboxes=boxes, scores=torch.linspace(0.9, 0.3, len(boxes))))
+    feats = torch.from_numpy(np.random.RandomState(seed).randn(2, width * 16, hw, hw)
+                             .astype(np.float32))
+    return cfg, feats, samples, proposals
+
+
+@alignment_pair('unidetector_roi_head', "UniDetector's 2nd-stage RoI head (CLIPResLayer + "
+                'BBoxHeadCLIPPartitioned, two datasets in one batch): pure Jittor '
+                "(JittorStandardRoIHead) vs mixed (mmdet's StandardRoIHead as MetaStandardRoIHead "
+                'with the same Jittor parts; there is no PyTorch twin): training losses',
+                tolerances={'output_abs': 1e-5, 'grad_rel': 1e-3})
+def build_unidetector_roi_head(size: str = 'small', seed: int = 0) -> Built:
+    import copy
+    import tempfile
+    from mmdet.registry import MODELS
+    with tempfile.TemporaryDirectory() as tmp_dir:  # the heads load the embeddings when built
+        cfg, feats, samples, proposals = unidetector_roi_head_case(size, tmp_dir, seed)
+        torch.manual_seed(seed)
+        mixed = MODELS.build(cfg('MetaStandardRoIHead'))
+        pure = MODELS.build(cfg('JittorStandardRoIHead'))
+    pure.load_state_dict(mixed.state_dict(), strict=True)
+
+    def loss(head, x):
+        # a training loss in either mode of tools/align.py: in eval mode the partitioned head
+        # scores one dataset's classes only (test_dataset_id) and has no per-dataset loss
+        head.train()
+        return head.loss((x, ), copy.deepcopy(proposals), copy.deepcopy(samples))
+
+    return _LossProbe(pure, loss), _LossProbe(mixed, loss), [feats]
 
 
 # --- DETR's transformer ------------------------------------------------------------------------
@@ -576,3 +737,66 @@ def build_efficient_rep(size: str = 'small', seed: int = 0) -> Built:
                                   num_repeats=repeats, fuse_P2=True, cspsppf=True))
     _load_identical(candidate, reference, seed)
     return candidate, reference, [torch.randn(2, 3, hw, hw)]
+
+
+@alignment_pair('repgd_neck', "RepGDNeck (Gold-YOLO's gather-and-distribute neck) vs the plain-torch "
+                'RepGDNeck written from the spec (alignment/repgd_reference.py); ReLU6 inputs '
+                'margin-checked on float64 runs', float64_candidate=True)
+def build_repgd_neck(size: str = 'small', seed: int = 0) -> Built:
+    """small: tests/test_repgd_neck.py's tiny neck and inputs; large: Gold-YOLO-S's neck on the
+    C2..C5 of a 320-px image. Drop path off (random in training); norm affines x0.4 (see
+    repgd_reference.AFFINE_SCALE); the biases whose gradients are exactly 0 by construction
+    (ZERO_GRAD_BIASES, and TRAIN_ZERO_GRAD_BIASES in training) are not trained in either mode."""
+    import copy
+    from mmdet.registry import MODELS
+    from jt_mm_plugins.models.backbones.efficient_rep import yolov6_channels, yolov6_repeats
+    from jt_mm_plugins.models.necks.repgd_neck import GOLD_YOLO_S
+    from .repgd_reference import (AFFINE_SCALE, BN, TINY, TRAIN_ZERO_GRAD_BIASES,
+                                  ZERO_GRAD_BIASES, TorchRepGDNeck, assert_relu6_margins,
+                                  make_inputs)
+    from .yolov6_reference import randomise_calibrated_
+    if _sized(size, 'small', 'large') == 'small':
+        cfg, inputs, calibration = (copy.deepcopy(TINY), make_inputs(seed),
+                                    make_inputs(seed + 1))
+    else:
+        cfg = dict(channels_list=yolov6_channels(GOLD_YOLO_S['channels_list'],
+                                                 GOLD_YOLO_S['width_multiple']),
+                   num_repeats=yolov6_repeats(GOLD_YOLO_S['num_repeats'],
+                                              GOLD_YOLO_S['depth_multiple']),
+                   extra_cfg=dict(GOLD_YOLO_S['extra_cfg'], norm_cfg=BN))
+        gen = torch.Generator().manual_seed(seed)
+        make = lambda: [torch.rand(2, c, 320 // s, 320 // s, generator=gen)  # noqa: E731
+                        for c, s in zip(cfg['channels_list'][1:5], (4, 8, 16, 32))]
+        inputs, calibration = make(), make()
+    cfg['extra_cfg']['drop_path_rate'] = 0.0
+    reference = randomise_calibrated_(TorchRepGDNeck(**cfg), calibration, seed, AFFINE_SCALE)
+    for training in (False, True):
+        assert_relu6_margins(reference, inputs, training)
+    candidate = MODELS.build(dict(type='RepGDNeck', **cfg))
+    candidate.load_state_dict(reference.state_dict(), strict=True)
+    for model in (candidate, reference):
+        for name, p in model.named_parameters():
+            if name.endswith(ZERO_GRAD_BIASES + TRAIN_ZERO_GRAD_BIASES):
+                p.requires_grad_(False)
+    return candidate, reference, [inputs]
+
+
+@alignment_pair('effide_head', "EffiDeHead (Gold-YOLO's / YOLOv6's head, DFL) vs yolov6detect's "
+                'Detect: training outputs (probabilities, distributions), eval output (YOLOv6\'s '
+                'decoded boxes in stride units, scores)', float64_candidate=True)
+def build_effide_head(size: str = 'small', seed: int = 0) -> Built:
+    """small: 3 classes, levels of 8 / 16 / 32 channels of a 64-px image; large: Gold-YOLO-S's
+    head (64 / 128 / 256 channels, 80 classes) at 640 px. Random calibrated weights
+    (yolov6_reference.reference_detect)."""
+    from mmdet.registry import MODELS
+    from .yolov6_reference import DetectOutputs, EffiDeHeadOutputs, reference_detect
+    channels, classes, image = _sized(size, ([8, 16, 32], 3, 64), ([64, 128, 256], 80, 640))
+    gen = torch.Generator().manual_seed(seed)
+    make = lambda: [torch.randn(2, c, image // s, image // s, generator=gen)  # noqa: E731
+                    for c, s in zip(channels, (8, 16, 32))]
+    inputs, calibration = make(), make()
+    reference = DetectOutputs(reference_detect(channels, classes, calibration, seed))
+    candidate = EffiDeHeadOutputs(MODELS.build(dict(type='EffiDeHead', num_classes=classes,
+                                                    in_channels=channels)))
+    candidate.load_state_dict(reference.state_dict(), strict=True)
+    return candidate, reference, [inputs]

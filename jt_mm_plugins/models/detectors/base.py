@@ -91,20 +91,30 @@ class JittorDetector(JittorModuleWrapper, BaseDetector):
     # BaseDetector.forward dispatches on ``mode`` to loss / predict / _forward.
     forward = BaseDetector.forward
 
+    def extra_jittor_inputs(self, batch_data_samples: Optional[SampleList], mode: str) -> Dict:
+        """Keyword inputs of the Jittor core's ``loss`` / ``predict`` / ``execute`` (``mode``
+        ``'loss'``, ``'predict'``, ``'tensor'``) taken from the data samples beyond the gts and
+        the metas: none here (a proposal-file two-stage detector passes the proposals)."""
+        return {}
+
     def loss(self, batch_inputs: torch.Tensor, batch_data_samples: SampleList) -> Dict:
         gts, metas = unpack_data_samples(batch_data_samples, type(self).__name__)
-        losses = self.run_jittor(self.jittor_module.loss, batch_inputs, gts, metas)
+        losses = self.run_jittor(self.jittor_module.loss, batch_inputs, gts, metas,
+                                 **self.extra_jittor_inputs(batch_data_samples, 'loss'))
         return losses_for_mmdet(losses, type(self).__name__)
 
     def predict(self, batch_inputs: torch.Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
         _, metas = unpack_data_samples(batch_data_samples, type(self).__name__, with_gt=False)
+        extra = self.extra_jittor_inputs(batch_data_samples, 'predict')
         with torch.no_grad():
-            results = self.run_jittor(self.jittor_module.predict, batch_inputs, metas, rescale)
+            results = self.run_jittor(self.jittor_module.predict, batch_inputs, metas, rescale,
+                                      **extra)
         return self.add_pred_to_datasample(batch_data_samples, instances_from_results(results))
 
     def _forward(self, batch_inputs: torch.Tensor, batch_data_samples: SampleList = None) -> Tuple:
-        return self.run_jittor(self.jittor_module, batch_inputs)
+        return self.run_jittor(self.jittor_module, batch_inputs,
+                               **self.extra_jittor_inputs(batch_data_samples, 'tensor'))
 
     def extract_feat(self, batch_inputs: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         return self.run_jittor(self.jittor_module.extract_feat, batch_inputs)
