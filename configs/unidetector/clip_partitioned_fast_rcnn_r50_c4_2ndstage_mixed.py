@@ -44,8 +44,10 @@ model = dict(
                          add_gt_as_proposals=True),
             pos_weight=-1,
             debug=False)),
-    # The original uses soft-NMS (gaussian, 0.5); the Jittor NMS has only hard NMS.
-    test_cfg=dict(rcnn=dict(score_thr=0.0001, nms=dict(type='nms', iou_threshold=0.5),
+    # As the original: gaussian soft-NMS (sigma 0.5, min_score 1e-3: mmcv's defaults). The bridged
+    # Jittor box head post-processes, so this is jt_mm_plugins.ops.soft_nms (mmcv's semantics).
+    test_cfg=dict(rcnn=dict(score_thr=0.0001,
+                            nms=dict(type='soft_nms', iou_threshold=0.5, method='gaussian'),
                             max_per_img=100)))
 
 # Each dataset's pipeline ends with AddDatasetId (after PackDetInputs), e.g. for COCO:

@@ -1,8 +1,8 @@
 # Settings shared by the configs on CLIP's C4, as variables (not `model`, so that a config can
 # inherit them next to a base that defines its model), used as {{_base_.<name>}}:
-# CLIP's input normalisation, and the RPN settings of mmdet's faster-rcnn_r50-caffe-c4 (one level,
-# stride 16) for the configs that put an RPN on C4
-# (../clip_partitioned_faster_rcnn_r50_c4_2ndstage_jittor.py, ../../demo/unidetector_2ndstage_*).
+# CLIP's input normalisation, the RPN settings of mmdet's faster-rcnn_r50-caffe-c4 (one level,
+# stride 16) for the configs that put an RPN on C4 (../../demo/unidetector_2ndstage_*), and what
+# turns a mixed FastRCNN config on C4 into its pure-Jittor twin (the *_jittor.py configs).
 clip_data_preprocessor = dict(  # CLIP's mean and std (x255), RGB
     type='DetDataPreprocessor',
     mean=[122.7709383, 116.7460125, 104.09373615],
@@ -21,3 +21,9 @@ c4_rpn_proposal = dict(nms_pre=12000, max_per_img=2000, nms=dict(type='nms', iou
                        min_bbox_size=0)
 c4_rpn_test_cfg = dict(nms_pre=6000, max_per_img=1000, nms=dict(type='nms', iou_threshold=0.7),
                        min_bbox_size=0)
+# mixed (FastRCNN, MetaStandardRoIHead, SingleRoIExtractor) -> pure Jittor; the Jittor parts
+# (CLIPResNet, CLIPResLayer, the CLIP bbox heads) are the same in both modes
+jittor_fast_rcnn = dict(
+    type='JittorFastRCNN',
+    roi_head=dict(type='JittorStandardRoIHead',
+                  bbox_roi_extractor=dict(type='JittorSingleRoIExtractor')))
