@@ -389,14 +389,12 @@ _SOFT_NMS_CPU_SRC = r"""
 @alias(dets, out0)
 @alias(inds, out1)
 @alias(count, out2)
-typedef boxes_type scalar_t;
-const int64_t n = boxes_shape0;
-const int offset = (int)data["offset"];
-const int method = (int)data["method"];
-const float iou_threshold = (float)data["iou_threshold"];
-const float sigma = (float)data["sigma"];
+const int method = (int)data["method"], offset = (int)data["offset"];
+const float iou_threshold = (float)data["iou_threshold"], sigma = (float)data["sigma"];
 const float min_score = (float)data["min_score"];
+typedef boxes_type scalar_t;
 const scalar_t zero = 0;
+const int64_t n = boxes_shape0;
 std::vector<scalar_t> x1(n), y1(n), x2(n), y2(n), sc(n), areas(n);
 std::vector<int64_t> idx(n);
 for (int64_t i = 0; i < n; i++) {
