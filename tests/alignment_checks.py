@@ -1,7 +1,7 @@
 """Checks shared by the alignment tests built on ``compare_modules`` (ShuffleNetV2, GhostPAN)."""
 import torch
 
-from jt_mm_plugins.alignment.compare import format_rows
+from jt_mm_plugins.alignment.compare import format_rows, randomise_convs_  # noqa: F401
 
 
 def assert_aligned(rows) -> None:
@@ -48,14 +48,3 @@ def bridged_twins(cfg: dict, state_dict: dict):
         assert not result.missing_keys and not result.unexpected_keys
         twins.append(model)
     return twins[0], twins[1].double()
-
-
-def randomise_convs_(module: torch.nn.Module, generator: torch.Generator) -> None:
-    """Conv weights N(0, 2 / fan-in), conv biases U(-0.5, 0.5)."""
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, torch.nn.Conv2d):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=generator)
-                               * (2.0 / m.weight[0].numel())**0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.rand(m.bias.shape, generator=generator) - 0.5)

@@ -24,6 +24,7 @@ from torch import nn
 from jt_mm_plugins.runtime import jt  # noqa: F401,I001
 import jt_mm_plugins  # noqa: F401  (registers GoldYOLO)
 from jt_mm_plugins.alignment.repgd_reference import TorchGoldYOLO
+from jt_mm_plugins.engine import SetEpochHook
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
@@ -188,7 +189,8 @@ def test_image_size_not_a_multiple_of_32_is_refused():
 
 def test_mixed_form_equals_pure():
     """mmdet's ``SingleStageDetector`` holding the bridged EfficientRep, RepGDNeck and EffiDeHead:
-    the same losses, gradients and (clipped) predictions as the pure GoldYOLO."""
+    the same losses, gradients and (clipped) predictions as the pure GoldYOLO; ``SetEpochHook``
+    reaches the Jittor head in both."""
     reference = reference_model()
     pure = MODELS.build(detector_cfg())
     mixed = MODELS.build(dict(detector_cfg(), type='SingleStageDetector'))
@@ -196,6 +198,10 @@ def test_mixed_form_equals_pure():
         model.load_state_dict(reference.state_dict(), strict=True)
         model.train()
     images = make_images()
+    for model, head in ((pure, pure.jittor_module.bbox_head),
+                        (mixed, mixed.bbox_head.jittor_module)):
+        SetEpochHook().before_train_epoch(type('Runner', (), dict(model=model, epoch=2))())
+        assert head.epoch == 2  # (atss_warmup_epoch 0: TAL either way)
     losses = [model.loss(images, data_samples()) for model in (pure, mixed)]
     for key in ('loss_cls', 'loss_iou', 'loss_dfl'):
         assert abs(float(losses[0][key]) - float(losses[1][key])) <= 1e-6 * float(losses[0][key])

@@ -25,7 +25,9 @@ from torch import nn
 from jt_mm_plugins.runtime import jt  # noqa: I001  (configures Jittor before anything imports it)
 import jt_mm_plugins  # noqa: F401  (registers RepGDNeck in mmdet's MODELS)
 from jt_mm_plugins.alignment.compare import compare_modules
-from jt_mm_plugins.alignment.repgd_reference import BN, Inject, TorchRepGDNeck, pool
+from jt_mm_plugins.alignment.repgd_reference import (  # noqa: F401  (AFFINE_SCALE: test_gold_yolo)
+    AFFINE_SCALE, BN, TINY, TRAIN_ZERO_GRAD_BIASES, ZERO_GRAD_BIASES, Inject, TorchRepGDNeck,
+    assert_relu6_margins, make_inputs, pool, reference_neck, relu6_margins)
 from jt_mm_plugins.bridge import torch_to_jittor
 from jt_mm_plugins.models.layers.drop_path import DropPath
 from jt_mm_plugins.models.layers.gd_injection import InjectionMultiSum_Auto_pool
@@ -33,81 +35,6 @@ from jt_mm_plugins.models.necks.repgd_neck import GOLD_YOLO_N, GOLD_YOLO_S, RepG
 from mmdet.registry import MODELS
 
 from alignment_checks import assert_aligned, bridged_twins, stop_gradients
-from yolov6_reference import randomise_calibrated_
-
-TINY = dict(channels_list=[8, 8, 16, 16, 32, 16, 8, 8, 16, 16, 32],
-            num_repeats=[1, 1, 1, 1, 1, 2, 2, 2, 2],
-            extra_cfg=dict(norm_cfg=BN, depths=2, fusion_in=72, fuse_block_num=2,
-                           embed_dim_p=16, embed_dim_n=56, key_dim=4, num_heads=2, mlp_ratios=1,
-                           attn_ratios=2, c2t_stride=2, drop_path_rate=0.1,
-                           trans_channels=[16, 8, 16, 32], pool_mode='torch'))
-SIDES = (32, 16, 8, 4)
-# ReLU6 inputs of the float64 reference at least this far (relative to their scale) from 0 and 6:
-# 10x the largest relative float32 deviation measured on this neck's outputs (2.4e-6).
-RELU6_MARGIN = 2.4e-5
-# Random norm affines x0.4: a RepVGG block sums three normalised branches, so with affines ~1 the
-# activations triple through the neck's 20 blocks to ~60, where float32 rounding alone (2e-6
-# relative measured) exceeds the 1e-4 absolute output tolerance. Scaled, they stay ~1-5.
-AFFINE_SCALE = 0.4
-# Exactly-zero gradients by construction, computed as rounding noise and not comparable: k's
-# bias adds the same q.b to every key of a query, which the softmax over keys removes.
-ZERO_GRAD_BIASES = ('attn.to_k.bn.bias', )
-# Training only: a per-channel constant added to high_IFM's residual stream (the last norm of each
-# attention and MLP branch) or by conv_1x1_n reaches every later use through 1x1 convs followed by
-# batch-statistics norms (the next block's q / k / v / fc1, the injections' global embeddings),
-# which remove it.
-TRAIN_ZERO_GRAD_BIASES = ('attn.proj.1.bn.bias', 'mlp.fc2.bn.bias', 'conv_1x1_n.bias')
-
-
-def make_inputs(seed=0, batch=2, channels=TINY['channels_list'][1:5]):
-    rng = np.random.RandomState(seed)
-    return [torch.from_numpy(np.abs(rng.randn(batch, ch, s, s)).astype(np.float32))
-            for ch, s in zip(channels, SIDES)]  # backbone outputs are ReLU outputs: >= 0
-
-
-def reference_neck(seed=0, **kwargs):
-    cfg = copy.deepcopy(TINY)
-    cfg['extra_cfg'].update(kwargs)
-    model = TorchRepGDNeck(**cfg)
-    return randomise_calibrated_(model, make_inputs(seed + 1), seed, AFFINE_SCALE), cfg
-
-
-def relu6_margins(model, run):
-    """Relative distances of every ReLU6 input (``nn.ReLU6`` calls ``F.hardtanh``; the
-    injection calls ``F.relu6``) from 0 and 6 while ``run()`` runs."""
-    seen = []
-    hardtanh, relu6 = F.hardtanh, F.relu6
-
-    def record(x):
-        v = x.detach()
-        seen.append(float(torch.minimum(v.abs(), (v - 6).abs()).min()) /
-                    max(float(v.abs().max()), 1e-12))
-
-    def hooked_hardtanh(x, min_val=-1.0, max_val=1.0, inplace=False):
-        assert (min_val, max_val) == (0.0, 6.0)
-        record(x)
-        return hardtanh(x, min_val, max_val)
-
-    def hooked_relu6(x, inplace=False):
-        record(x)
-        return relu6(x)
-
-    F.hardtanh, F.relu6 = hooked_hardtanh, hooked_relu6
-    try:
-        run()
-    finally:
-        F.hardtanh, F.relu6 = hardtanh, relu6
-    return seen
-
-
-def assert_relu6_margins(reference, inputs, training, margin=RELU6_MARGIN):
-    model = copy.deepcopy(reference).double().train(training)
-    with torch.no_grad():
-        seen = relu6_margins(model, lambda: model([x.double() for x in inputs]))
-    # 2 blocks x (attention proj + MLP) + 4 injections
-    assert len(seen) == 8 and min(seen) >= margin, \
-        f'ReLU6 input within {min(seen):.2g} x scale of a kink'
-
 
 @pytest.mark.parametrize('training', [False, True], ids=['eval', 'train'])
 def test_matches_plain_torch_repgd_neck(training):

@@ -8,7 +8,8 @@
 # batch statistics, see README "Distributed training"); YOLOv6's mosaic / HSV / affine
 # augmentations and its letterbox are not reproduced (resize keeping the ratio, flip; the data
 # preprocessor pads every batch to a multiple of 32, which the 32-stride network needs); no
-# self-distillation; no ATSS warm-up (the original's configs set atss_warmup_epoch=0 too).
+# self-distillation. atss_warmup_epoch=0 as the original's configs (TAL from the first epoch); a
+# positive value assigns by YOLOv6's ATSS for that many epochs (SetEpochHook passes the epoch).
 # Deploy: tools/reparameterize.py CONFIG CKPT OUT, then this config with
 # --cfg-options model.backbone.deploy=True model.neck.deploy=True.
 _base_ = ['./_base_/gold_yolo_coco_640.py', './_base_/gold_yolo_s_model.py']

@@ -304,3 +304,14 @@ def randomize_norm_statistics(module: torch.nn.Module, seed: int = 0) -> None:
                     and m.weight is not None:
                 m.weight.copy_(torch.rand(m.weight.shape, generator=generator) + .5)
                 m.bias.copy_(torch.rand(m.bias.shape, generator=generator) - .5)
+
+
+def randomise_convs_(module: torch.nn.Module, generator: torch.Generator) -> None:
+    """Conv weights N(0, 2 / fan-in), conv biases U(-0.5, 0.5)."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=generator)
+                               * (2.0 / m.weight[0].numel())**0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.rand(m.bias.shape, generator=generator) - 0.5)

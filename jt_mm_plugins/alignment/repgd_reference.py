@@ -3,19 +3,24 @@
 and mmcv's ConvModule as its building blocks (Gold-YOLO imports exactly these), and
 ``TorchGoldYOLO``: a PyTorch Gold-YOLO of yolov6detect's ``EfficientRep`` and ``Detect``, this neck,
 and its losses from yolov6detect's ``ComputeLoss``. References for tests/test_repgd_neck.py,
-tests/test_gold_yolo_detector.py and tools/benchmark.py's ``gold_yolo_n_demo`` twin; not used by
-the models.
+tests/test_gold_yolo_detector.py, the ``repgd_neck`` pair of pairs.py and tools/benchmark.py's
+``gold_yolo_n_demo`` twin; not used by the models. The tiny case those tests and the pair share
+(``TINY``, :func:`reference_neck`, :func:`make_inputs`, the ReLU6 margin check) is at the end.
 
 The reference keeps the original's quirks: the attention's ``scale`` is never applied, and the
 injection pools without h_sigmoid when the local map is shorter than the global one. Drop path is
 not built (compare in eval mode or with rate 0).
 """
+import copy
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from torch import nn
 
-from .yolov6_reference import yolov6_compute_loss, yolov6_module, yolov6_trained_bn_
+from .yolov6_reference import (randomise_calibrated_, yolov6_compute_loss, yolov6_module,
+                               yolov6_trained_bn_)
 
 BN = dict(type='BN', requires_grad=True)
 
@@ -173,9 +178,11 @@ class TorchGoldYOLO(nn.Module):
                                    neck['extra_cfg'])
         self.num_classes = bbox_head['num_classes']
         self.reg_max = bbox_head.get('reg_max', 16)
+        self.iou_type = bbox_head.get('iou_type', 'giou')
         self.strides = list(bbox_head.get('strides', (8, 16, 32)))
         self.bbox_head = eh.Detect(self.num_classes, 3, head_layers=eh.build_effidehead_layer(
-            channels, 1, self.num_classes, self.reg_max, 3), use_dfl=True, reg_max=self.reg_max)
+            channels, 1, self.num_classes, self.reg_max, 3),
+            use_dfl=bbox_head.get('use_dfl', True), reg_max=self.reg_max)
         self.bbox_head.initialize_biases()
         yolov6_trained_bn_(self.backbone)
         yolov6_trained_bn_(self.bbox_head)
@@ -200,7 +207,94 @@ class TorchGoldYOLO(nn.Module):
             rows.append(torch.cat([torch.full_like(labels, i), labels,
                                    (boxes[:, :2] + boxes[:, 2:]) / 2 / size,
                                    (boxes[:, 2:] - boxes[:, :2]) / size], 1))
-        compute = yolov6_compute_loss(self.num_classes, size, self.strides, self.reg_max)
+        compute = yolov6_compute_loss(self.num_classes, size, self.strides, self.reg_max,
+                                      self.iou_type)
         total, parts = compute(self(inputs), torch.cat(rows), 0, 1)
         return dict(loss_iou=parts[0], loss_dfl=parts[1],
                     loss_cls=total - (parts[0] + parts[1]))
+
+
+# --- A tiny RepGDNeck case (tests/test_repgd_neck.py, test_gold_yolo_detector.py and the
+# repgd_neck pair of pairs.py): a channel list with Gold-YOLO's constraints, C2..C5 of
+# 32 / 16 / 8 / 4 px (2x2 attention tokens)
+TINY = dict(channels_list=[8, 8, 16, 16, 32, 16, 8, 8, 16, 16, 32],
+            num_repeats=[1, 1, 1, 1, 1, 2, 2, 2, 2],
+            extra_cfg=dict(norm_cfg=BN, depths=2, fusion_in=72, fuse_block_num=2,
+                           embed_dim_p=16, embed_dim_n=56, key_dim=4, num_heads=2, mlp_ratios=1,
+                           attn_ratios=2, c2t_stride=2, drop_path_rate=0.1,
+                           trans_channels=[16, 8, 16, 32], pool_mode='torch'))
+SIDES = (32, 16, 8, 4)
+# ReLU6 inputs of the float64 reference at least this far (relative to their scale) from 0 and 6:
+# 10x the largest relative float32 deviation measured on this neck's outputs (2.4e-6).
+RELU6_MARGIN = 2.4e-5
+# Random norm affines x0.4: a RepVGG block sums three normalised branches, so with affines ~1 the
+# activations triple through the neck's 20 blocks to ~60, where float32 rounding alone (2e-6
+# relative measured) exceeds the 1e-4 absolute output tolerance. Scaled, they stay ~1-5.
+AFFINE_SCALE = 0.4
+# Exactly-zero gradients by construction, computed as rounding noise and not comparable: k's
+# bias adds the same q.b to every key of a query, which the softmax over keys removes.
+ZERO_GRAD_BIASES = ('attn.to_k.bn.bias', )
+# Training only: a per-channel constant added to high_IFM's residual stream (the last norm of each
+# attention and MLP branch) or by conv_1x1_n reaches every later use through 1x1 convs followed by
+# batch-statistics norms (the next block's q / k / v / fc1, the injections' global embeddings),
+# which remove it.
+TRAIN_ZERO_GRAD_BIASES = ('attn.proj.1.bn.bias', 'mlp.fc2.bn.bias', 'conv_1x1_n.bias')
+
+
+def make_inputs(seed=0, batch=2, channels=TINY['channels_list'][1:5]):
+    """C2..C5 of ``SIDES`` px, non-negative."""
+    rng = np.random.RandomState(seed)
+    return [torch.from_numpy(np.abs(rng.randn(batch, ch, s, s)).astype(np.float32))
+            for ch, s in zip(channels, SIDES)]  # backbone outputs are ReLU outputs: >= 0
+
+
+def reference_neck(seed=0, **kwargs):
+    """:class:`TorchRepGDNeck` of the ``TINY`` settings (``kwargs`` update its ``extra_cfg``)
+    with random calibrated weights (norm affines x ``AFFINE_SCALE``); returns it and the
+    settings."""
+    cfg = copy.deepcopy(TINY)
+    cfg['extra_cfg'].update(kwargs)
+    model = TorchRepGDNeck(**cfg)
+    return randomise_calibrated_(model, make_inputs(seed + 1), seed, AFFINE_SCALE), cfg
+
+
+def relu6_margins(model, run):
+    """Relative distances of every ReLU6 input (``nn.ReLU6`` calls ``F.hardtanh``; the
+    injection calls ``F.relu6``) from 0 and 6 while ``run()`` runs."""
+    seen = []
+    hardtanh, relu6 = F.hardtanh, F.relu6
+
+    def record(x):
+        v = x.detach()
+        seen.append(float(torch.minimum(v.abs(), (v - 6).abs()).min()) /
+                    max(float(v.abs().max()), 1e-12))
+
+    def hooked_hardtanh(x, min_val=-1.0, max_val=1.0, inplace=False):
+        assert (min_val, max_val) == (0.0, 6.0)
+        record(x)
+        return hardtanh(x, min_val, max_val)
+
+    def hooked_relu6(x, inplace=False):
+        record(x)
+        return relu6(x)
+
+    F.hardtanh, F.relu6 = hooked_hardtanh, hooked_relu6
+    try:
+        run()
+    finally:
+        F.hardtanh, F.relu6 = hardtanh, relu6
+    return seen
+
+
+def assert_relu6_margins(reference, inputs, training, margin=RELU6_MARGIN):
+    """Every ReLU6 input of a float64 copy of ``reference`` (in training or eval mode) at least
+    ``margin`` x its tensor's scale from 0 and 6 (margins.py does not hook ReLU6)."""
+    model = copy.deepcopy(reference).double().train(training)
+    with torch.no_grad():
+        seen = relu6_margins(model, lambda: model([x.double() for x in inputs]))
+    # per transformer block: the attention's projection and the MLP; 4 injections
+    expected = 2 * len(reference.high_IFM.transformer_blocks) + 4
+    if len(seen) != expected or min(seen) < margin:
+        raise AssertionError(f'RepGDNeck reference: {len(seen)} ReLU6 calls (expected '
+                             f'{expected}), an input within {min(seen):.2g} x scale of a kink '
+                             f'(margin {margin})')

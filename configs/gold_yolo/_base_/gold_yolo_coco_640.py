@@ -33,8 +33,10 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=3,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - 3, eta_min=1e-4, by_epoch=True, begin=3,
-         end=max_epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - 3, eta_min_ratio=0.01, by_epoch=True,
+         begin=3, end=max_epochs, convert_to_iter_based=True),  # to lrf 0.01 x lr
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=256)
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3))
+# the epoch reaches EffiDeHead (its ATSS warm-up while epoch < atss_warmup_epoch)
+custom_hooks = [dict(type='SetEpochHook')]

@@ -20,7 +20,19 @@ class GoldYOLO(JittorSingleStageDetector):
     Images whose height or width is not a multiple of 32 (the largest stride) are refused with a
     message naming the size: the data preprocessor's ``pad_size_divisor=32`` pads them (the
     shipped configs set it).
+
+    The head's ATSS warm-up needs the training epoch: :meth:`set_epoch`, called by
+    :class:`~jt_mm_plugins.engine.SetEpochHook` (in the Gold-YOLO configs' ``custom_hooks``).
     """
+
+    @property
+    def epoch(self) -> int:
+        return self.jittor_module.bbox_head.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """The training epoch, for the head's ATSS warm-up (``atss_warmup_epoch``);
+        :class:`~jt_mm_plugins.engine.SetEpochHook` calls it before every epoch."""
+        self.jittor_module.bbox_head.set_epoch(epoch)
 
     def _check_size(self, batch_inputs) -> None:
         h, w = batch_inputs.shape[-2:]

@@ -51,18 +51,19 @@ IGNORED_EXTRA_KEYS = ('ppa_in', 'fusion_act')
 
 _COMMON = dict(norm_cfg=dict(type='SyncBN', requires_grad=True), depths=2, fuse_block_num=3,
                key_dim=8, num_heads=4, mlp_ratios=1, attn_ratios=2, c2t_stride=2,
-               drop_path_rate=0.1, pool_mode='torch', fusion_act=dict(type='ReLU6'))
-# configs/gold_yolo-s.py and -n.py: the whole network's lists (unscaled) and the neck's extra_cfg.
+               drop_path_rate=0.1, pool_mode='torch')
+# configs/gold_yolo-s.py and -n.py: the whole network's lists (unscaled) and the neck's extra_cfg
+# (fusion_act, unused, as in the original: ReLU6 for S, ReLU for N).
 GOLD_YOLO_S = dict(
     channels_list=[64, 128, 256, 512, 1024, 256, 128, 128, 256, 256, 512],
     num_repeats=[1, 6, 12, 18, 6, 12, 12, 12, 12], width_multiple=0.5, depth_multiple=0.33,
     extra_cfg=dict(_COMMON, fusion_in=960, ppa_in=704, embed_dim_p=128, embed_dim_n=704,
-                   trans_channels=[128, 64, 128, 256]))
+                   trans_channels=[128, 64, 128, 256], fusion_act=dict(type='ReLU6')))
 GOLD_YOLO_N = dict(
     channels_list=[64, 128, 256, 512, 1024, 256, 128, 128, 256, 256, 512],
     num_repeats=[1, 6, 12, 18, 6, 12, 12, 12, 12], width_multiple=0.25, depth_multiple=0.33,
     extra_cfg=dict(_COMMON, fusion_in=480, ppa_in=352, embed_dim_p=96, embed_dim_n=352,
-                   trans_channels=[64, 32, 64, 128]))
+                   trans_channels=[64, 32, 64, 128], fusion_act=dict(type='ReLU')))
 
 
 @register_jittor_module()

@@ -32,6 +32,56 @@ def yolov6_pairwise_iou(boxes1: jt.Var, boxes2: jt.Var, eps: float = 1e-9) -> jt
     return overlap / union
 
 
+def points_in_boxes(points: jt.Var, gt_bboxes: jt.Var, eps: float = 1e-9) -> np.ndarray:
+    """(M, L) float mask: anchor point ``l`` lies strictly inside box ``m`` (all four distances
+    > ``eps``), YOLOv6's ``select_candidates_in_gts``."""
+    lt = points.unsqueeze(0) - gt_bboxes[:, None, :2]
+    rb = gt_bboxes[:, None, 2:] - points.unsqueeze(0)
+    return (jt.concat([lt, rb], dim=-1).min(dim=-1) > eps).numpy().astype(np.float32)
+
+
+def select_highest_overlaps(mask_pos: np.ndarray, overlaps: np.ndarray):
+    """YOLOv6's ``select_highest_overlaps`` on (M, L) arrays: an anchor positive for several
+    ground truths keeps the one of largest ``overlaps`` (over all ground truths, the first on a
+    tie). Returns the new ``mask_pos``, ``fg_mask`` (L,) bool and the ground-truth index (L,) of
+    every anchor (0 for negatives)."""
+    mask_pos = mask_pos.copy()
+    fg = mask_pos.sum(0)
+    if fg.max(initial=0) > 1:
+        multi = fg > 1
+        best = overlaps.argmax(0)
+        mask_pos[:, multi] = (np.arange(mask_pos.shape[0])[:, None] == best[None, multi])
+        fg = mask_pos.sum(0)
+    return mask_pos, fg > 0, mask_pos.argmax(0)
+
+
+def empty_assignment(num_anchors: int, num_classes: int, dtype: str) -> Dict[str, jt.Var]:
+    """The assignment of an image without ground truths: every anchor negative."""
+    return dict(labels=jt.full((num_anchors, ), num_classes, 'int64'),
+                bboxes=jt.zeros((num_anchors, 4), dtype),
+                scores=jt.zeros((num_anchors, num_classes), dtype),
+                fg_mask=jt.zeros((num_anchors, ), 'bool'),
+                gt_inds=jt.full((num_anchors, ), -1, 'int64'))
+
+
+def make_assignment(gt_labels: np.ndarray, gt_bboxes: jt.Var, gt_idx: np.ndarray,
+                    fg_mask: np.ndarray, score_weight: np.ndarray, num_classes: int,
+                    dtype: str) -> Dict[str, jt.Var]:
+    """The result dict of YOLOv6's assigners (see :meth:`TaskAlignedAssigner.assign`): labels
+    (``num_classes`` for negatives), the ground-truth box of ``gt_idx`` (also for negatives, as
+    YOLOv6), one-hot target scores of the positives times ``score_weight`` (L,)."""
+    num_anchors = fg_mask.shape[0]
+    target_labels = gt_labels[gt_idx]
+    target_scores = np.zeros((num_anchors, num_classes), np.float64)
+    target_scores[np.arange(num_anchors)[fg_mask], target_labels[fg_mask]] = 1.0
+    target_scores = target_scores * score_weight[:, None]
+    return dict(labels=jt.array(np.where(fg_mask, target_labels, num_classes).astype(np.int64)),
+                bboxes=gt_bboxes[jt.array(gt_idx)],
+                scores=jt.array(target_scores.astype(np.float32)).astype(dtype),
+                fg_mask=jt.array(fg_mask),
+                gt_inds=jt.array(np.where(fg_mask, gt_idx, -1).astype(np.int64)))
+
+
 class TaskAlignedAssigner:
     """Task-aligned assignment (YOLOv6's defaults: ``topk`` 13, ``alpha`` 1, ``beta`` 6).
 
@@ -69,44 +119,23 @@ class TaskAlignedAssigner:
         pd_scores, pd_bboxes = pd_scores.stop_grad(), pd_bboxes.stop_grad()
         num_anchors, num_gts = pd_scores.shape[0], gt_bboxes.shape[0]
         if num_gts == 0:
-            return dict(labels=jt.full((num_anchors, ), self.num_classes, 'int64'),
-                        bboxes=jt.zeros((num_anchors, 4), pd_bboxes.dtype),
-                        scores=jt.zeros_like(pd_scores),
-                        fg_mask=jt.zeros((num_anchors, ), 'bool'),
-                        gt_inds=jt.full((num_anchors, ), -1, 'int64'))
+            return empty_assignment(num_anchors, self.num_classes, pd_scores.dtype)
         labels = gt_labels.int64()
         bbox_scores = pd_scores[:, labels].transpose(1, 0)  # (M, L)
         overlaps = yolov6_pairwise_iou(gt_bboxes, pd_bboxes)
         align_metric = bbox_scores.pow(self.alpha) * overlaps.pow(self.beta)
-        lt = anc_points.unsqueeze(0) - gt_bboxes[:, None, :2]
-        rb = gt_bboxes[:, None, 2:] - anc_points.unsqueeze(0)
-        in_gts = (jt.concat([lt, rb], dim=-1).min(dim=-1) > self.eps).float32()
+        in_gts = points_in_boxes(anc_points, gt_bboxes, self.eps)
         k = min(self.topk, num_anchors)
-        _, topk_idx = jt.topk(align_metric * in_gts.astype(align_metric.dtype), k, dim=-1)
+        _, topk_idx = jt.topk(align_metric * jt.array(in_gts).astype(align_metric.dtype), k,
+                              dim=-1)
         in_topk = np.zeros((num_gts, num_anchors), np.float32)
         np.put_along_axis(in_topk, topk_idx.numpy(), 1.0, axis=-1)
-        mask_pos = in_topk * in_gts.numpy()
-
         ovl = overlaps.numpy()
-        fg = mask_pos.sum(0)
-        if fg.max() > 1:  # an anchor positive for several ground truths: the largest IoU
-            multi = fg > 1
-            best = ovl.argmax(0)
-            mask_pos[:, multi] = (np.arange(num_gts)[:, None] == best[None, multi])
-            fg = mask_pos.sum(0)
-        fg_mask = fg > 0
-        gt_idx = mask_pos.argmax(0)
-        target_labels = labels.numpy()[gt_idx]
-        target_scores = np.zeros((num_anchors, self.num_classes), np.float32)
-        target_scores[np.arange(num_anchors)[fg_mask], target_labels[fg_mask]] = 1.0
+        mask_pos, fg_mask, gt_idx = select_highest_overlaps(in_topk * in_gts, ovl)
 
         metric = align_metric.numpy() * mask_pos
         pos_metric = metric.max(-1, keepdims=True)
         pos_overlaps = (ovl * mask_pos).max(-1, keepdims=True)
         norm = (metric * pos_overlaps / (pos_metric + self.eps)).max(0)
-        target_scores = target_scores * norm[:, None]
-        return dict(labels=jt.array(np.where(fg_mask, target_labels, self.num_classes)),
-                    bboxes=gt_bboxes[jt.array(gt_idx)],
-                    scores=jt.array(target_scores.astype(np.float32)).astype(pd_scores.dtype),
-                    fg_mask=jt.array(fg_mask),
-                    gt_inds=jt.array(np.where(fg_mask, gt_idx, -1).astype(np.int64)))
+        return make_assignment(labels.numpy(), gt_bboxes, gt_idx, fg_mask, norm,
+                               self.num_classes, pd_scores.dtype)
