@@ -149,11 +149,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 save(done, partial_path)
                 since_save = 0
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    if osp.isfile(partial_path):
-        os.remove(partial_path)
     counts = [len(e['scores']) for e in done.values()]
     dropped = sum(e.pop('num_dropped', 0) for e in done.values())
     save(done, args.out)
+    if osp.isfile(partial_path):
+        os.remove(partial_path)
     print(f'wrote {args.out}: {len(done)} images, {min(counts) if counts else 0}-'
           f'{max(counts) if counts else 0} proposals per image; {dropped} boxes of width or '
           f'height <= {args.min_size} dropped')
