@@ -108,6 +108,8 @@ def _torch_step(module: torch.nn.Module, inputs: List,
     def step():
         module.zero_grad(set_to_none=True)
         outs = module(*xs)
+        if isinstance(outs, dict):  # a loss probe: its losses
+            outs = [v for k, v in outs.items() if 'loss' in k]
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         sum(o.float().mean() for o in outs).backward()
         if torch.cuda.is_available():
@@ -257,26 +259,30 @@ def format_kernel_profile(name: str, kernels: List[Dict], top: int) -> str:
 
 
 def pair_steps(name: str, size: str, training: bool, forward_only: bool = False):
-    """The three variants' step functions of an alignment pair, and the input shapes."""
+    """The three variants' step functions of an alignment pair, and the input shapes (a
+    ``MODE_PAIRS`` entry: ``pytorch`` is its mixed-mode reference, ``bridged`` its pure-Jittor
+    candidate, no bare-Jittor variant)."""
     candidate, reference, inputs = get_pair(name).build(size, 0)
     candidate.train(training)
     reference.train(training)
-    steps = {
-        'pytorch': _torch_step(reference, inputs, forward_only),
-        'jittor': _jittor_step(candidate.jittor_module, inputs, forward_only),
-        'bridged': _torch_step(candidate, inputs, forward_only),
-    }
+    steps = {'pytorch': _torch_step(reference, inputs, forward_only)}
+    if name not in MODE_PAIRS:
+        steps['jittor'] = _jittor_step(candidate.jittor_module, inputs, forward_only)
+    steps['bridged'] = _torch_step(candidate, inputs, forward_only)
     return steps, [list(x.shape) for x in leaves(inputs)]
 
 
 def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool,
                    profile_top: int = 0, forward_only: bool = False) -> Dict:
     steps, shapes = pair_steps(name, size, training, forward_only)
-    result = {'component': name, 'size': size, 'shapes': shapes}
+    label = f'{name} (vs mixed mode)' if name in MODE_PAIRS else name
+    result = {'component': label, 'size': size, 'shapes': shapes}
     result.update(_time(steps, warmup, iters, name))
+    result['bridged_vs_pytorch'] = result['bridged']['median_s'] / result['pytorch']['median_s']
+    if name in MODE_PAIRS:
+        return result
     result['bridge_overhead'] = result['bridged']['median_s'] / result['jittor']['median_s'] - 1
     result['jittor_vs_pytorch'] = result['jittor']['median_s'] / result['pytorch']['median_s']
-    result['bridged_vs_pytorch'] = result['bridged']['median_s'] / result['pytorch']['median_s']
     if profile_top:
         kernels = jittor_kernel_profile(steps['jittor'])
         print(format_kernel_profile(name, kernels, profile_top), flush=True)
@@ -288,6 +294,14 @@ def benchmark_pair(name: str, size: str, warmup: int, iters: int, training: bool
 # pairs compare losses through probes and are timed at the detector level below).
 COMPONENTS = ('clip_resnet', 'fpn', 'resnet', 'shufflenet_v2', 'ghost_pan', 'detr_encoder',
               'detr_decoder', 'efficient_rep')
+
+# Pairs without a PyTorch twin whose reference is the same model in mixed mode (mmdet's modules
+# holding the same Jittor parts): one training step of the summed losses; in the tables the
+# "PyTorch" column is the mixed mode, "bridged" the pure-Jittor one (no bare-Jittor variant).
+# unidetector_roi_head: CLIPResLayer + BBoxHeadCLIPPartitioned (forward, cosine classifier,
+# federated and box losses, backward), JittorStandardRoIHead vs mmdet's StandardRoIHead
+# (MetaStandardRoIHead; assignment, sampling, RoI bookkeeping in torch), same Jittor RoI extractor.
+MODE_PAIRS = ('unidetector_roi_head', )
 
 # Detector level: one training step (loss + backward) of a detector with Jittor parts against its
 # all-PyTorch twin (same architecture, weights, batch). (jittor config, PyTorch config) pairs:
@@ -420,7 +434,8 @@ def to_markdown(results: List[Dict], header: str) -> str:
              '|---|---|---|---|---|---|---|---|---|---|']
     for r in results:
         shapes = ', '.join('x'.join(map(str, s)) for s in r['shapes'])
-        if 'jittor' not in r:  # detector level: the whole detector runs in Jittor, bridged once
+        if 'jittor' not in r:  # detector level (the whole detector in Jittor, bridged once) or a
+            # MODE_PAIRS entry (no bare-Jittor variant)
             lines.append(
                 f"| {r['component']} | {shapes} | {r['pytorch']['median_s'] * 1e3:.1f} | - "
                 f"| {r['bridged']['median_s'] * 1e3:.1f} | - | - | {r['bridged_vs_pytorch']:.2f}x "
@@ -468,7 +483,8 @@ def plot_ratios(results: List[Dict], header: str, out_file: str) -> Dict[str, fl
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Jittor vs PyTorch component benchmark')
     parser.add_argument('components', nargs='*',
-                        help=f'pair names (default: {", ".join(COMPONENTS)})')
+                        help=f'pair names (default: {", ".join(COMPONENTS)}; also '
+                             f'{", ".join(MODE_PAIRS)}: pure vs mixed mode)')
     parser.add_argument('--size', choices=['small', 'large'], default='large')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--iters', type=int, default=10)
