@@ -371,9 +371,9 @@ def nms(boxes: jt.Var,
     return dets, inds.int64()
 
 
-# mmcv's softnms_cpu, step for step (the same argmax, swaps and float arithmetic). in0: boxes [n, 4],
-# in1: scores [n]. out0: dets [n, 5] (the first out2[0] rows are valid), out1: their indices,
-# out2: how many boxes were kept.
+# mmcv's softnms_cpu, step for step (the same argmax, swaps and float arithmetic).
+# in0: boxes [n, 4], in1: scores [n]. out0: dets [n, 5] (the first out2[0] rows are valid),
+# out1: their indices, out2: how many boxes were kept.
 _SOFT_NMS_CPU_HEADER = r"""
 #ifdef __FAST_MATH__
 #error "compile this kernel with EXACT_CPU_FLAGS (no -ffast-math): IEEE arithmetic is required"
@@ -420,7 +420,8 @@ for (int64_t i = 0; i < nboxes; i++) {
     sc[max_pos] = sc[i]; areas[max_pos] = areas[i]; idx[max_pos] = idx[i];
     x1[i] = ix1; y1[i] = iy1; x2[i] = ix2; y2[i] = iy2;
     sc[i] = iscore; areas[i] = iarea; idx[i] = iind;
-    // rescore the others; a box whose score falls below min_score is dropped (swapped with the last)
+    // rescore the others; a box whose score falls below min_score is dropped (swapped with the
+    // last)
     for (int64_t pos = i + 1; pos < nboxes; pos++) {
         const scalar_t w = std::max(zero, std::min(ix2, x2[pos]) - std::max(ix1, x1[pos]) + offset);
         const scalar_t h = std::max(zero, std::min(iy2, y2[pos]) - std::max(iy1, y1[pos]) + offset);
@@ -458,7 +459,7 @@ def soft_nms(boxes: jt.Var,
              min_score: float = 1e-3,
              method: str = 'linear',
              offset: int = 0) -> Tuple[jt.Var, jt.Var]:
-    """Soft-NMS with ``mmcv.ops.soft_nms`` semantics (`Soft-NMS <https://arxiv.org/abs/1704.04503>`_).
+    """Soft-NMS (`paper <https://arxiv.org/abs/1704.04503>`_) with ``mmcv.ops.soft_nms`` semantics.
 
     Repeatedly the remaining box with the highest (current) score is kept (the first of equal
     scores in mmcv's working order) and every other remaining box's score is multiplied by a
@@ -545,7 +546,8 @@ def batched_nms(boxes: jt.Var,
 
     Returns:
         tuple[jt.Var, jt.Var]: ``dets`` (K, 5) with the original (unshifted) boxes and their
-        scores (after soft-NMS's rescoring) in descending score order, and ``keep`` (int64, shape (K,)), indices into ``boxes``.
+        scores (after soft-NMS's rescoring) in descending score order, and ``keep`` (int64,
+        shape (K,)), indices into ``boxes``.
     """
     _check_boxes_scores(boxes, scores, 'batched_nms')
     if not isinstance(idxs, jt.Var) or tuple(idxs.shape) != (boxes.shape[0], ):

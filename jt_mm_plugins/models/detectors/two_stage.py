@@ -52,9 +52,9 @@ class JittorTwoStageCore(JittorDetectorCore):
     def _given_proposals(self, batch_proposals: Optional[List[Dict]],
                          num_imgs: int) -> List[Dict]:
         if batch_proposals is None:
-            raise InputError(f'{type(self).__name__}: no RPN head and no proposals: a proposal-file '
-                             "detector (FastRCNN) takes each image's proposals from its data "
-                             "sample's `proposals` (LoadProposals in the pipeline)")
+            raise InputError(f'{type(self).__name__}: no RPN head and no proposals: a '
+                             "proposal-file detector (FastRCNN) takes each image's proposals from "
+                             "its data sample's `proposals` (LoadProposals in the pipeline)")
         if len(batch_proposals) != num_imgs:
             raise InputError(f'{type(self).__name__}: {len(batch_proposals)} proposal lists for '
                              f'{num_imgs} images')
