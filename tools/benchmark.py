@@ -91,6 +91,10 @@ class PeakRSS:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        # One last reading: a block shorter than the sampler's interval (a small step on a loaded
+        # machine) may end before the thread's first sample, with the memory still held by the
+        # allocators' caches, and need not raise a high-water mark set by the imports.
+        self.peak = max(self.peak, self._rss())
         high_water = self._high_water()
         if high_water > self._high_water_before:
             self.peak = max(self.peak, high_water)
