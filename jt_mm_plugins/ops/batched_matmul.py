@@ -1,4 +1,4 @@
-"""Batched matrix product ``op(A[n]) @ op(B[n])`` (``op``: identity or transpose) on CPU with oneDNN.
+"""Batched matrix product ``op(A[n]) @ op(B[n])`` (``op``: identity or transpose), CPU, oneDNN.
 
 On CPU Jittor computes a batched ``jt.matmul`` as a broadcast multiply followed by a sum reduction,
 a single-threaded loop over ``batch x M x N x K`` that does not block for the cache. In DETR's
@@ -59,8 +59,8 @@ def _dims(a: jt.Var, b: jt.Var, transpose_a: bool, transpose_b: bool):
     """``(batch shape, M, K, N)`` of ``op(a) @ op(b)``; ``InputError`` naming both shapes if the
     operands do not multiply."""
     if a.ndim < 2 or b.ndim < 2 or a.ndim != b.ndim or tuple(a.shape[:-2]) != tuple(b.shape[:-2]):
-        raise InputError(f'batched_matmul: operands must have the same batch dimensions and at least '
-                         f'2 dims, got {tuple(a.shape)} and {tuple(b.shape)}')
+        raise InputError(f'batched_matmul: operands must have the same batch dimensions and at '
+                         f'least 2 dims, got {tuple(a.shape)} and {tuple(b.shape)}')
     m, k = (a.shape[-1], a.shape[-2]) if transpose_a else (a.shape[-2], a.shape[-1])
     k_b, n = (b.shape[-1], b.shape[-2]) if transpose_b else (b.shape[-2], b.shape[-1])
     if k != k_b:
