@@ -18,6 +18,8 @@ from jt_mm_plugins.models.layers.activation import ReLU6
 from jt_mm_plugins.models.layers.conv2d import Conv2d
 from jt_mm_plugins.models.layers.drop_path import DropPath
 from jt_mm_plugins.models.layers.norm import build_norm_layer
+from jt_mm_plugins.ops.batched_matmul import batched_matmul
+from jt_mm_plugins.ops.softmax import softmax_last_dim
 from jt_mm_plugins.runtime import jt
 from jt_mm_plugins.utils.errors import InputError
 
@@ -94,11 +96,14 @@ class Attention(jt.nn.Module):
 
     def execute(self, x: jt.Var) -> jt.Var:
         b, _, h, w = x.shape
-        q = self.to_q(x).reshape(b, self.num_heads, self.key_dim, h * w).transpose(0, 1, 3, 2)
+        # (b, heads, channels, h * w) as the convs give them; the products take the transposes
+        # as flags (q^T @ k, attn @ v^T) instead of copies
+        q = self.to_q(x).reshape(b, self.num_heads, self.key_dim, h * w)
         k = self.to_k(x).reshape(b, self.num_heads, self.key_dim, h * w)
-        v = self.to_v(x).reshape(b, self.num_heads, self.d, h * w).transpose(0, 1, 3, 2)
-        attn = jt.nn.softmax(jt.matmul(q, k), dim=-1)
-        out = jt.matmul(attn, v).transpose(0, 1, 3, 2).reshape(b, self.dh, h, w)
+        v = self.to_v(x).reshape(b, self.num_heads, self.d, h * w)
+        attn = softmax_last_dim(batched_matmul(q, k, transpose_a=True))
+        out = batched_matmul(attn, v, transpose_b=True).transpose(0, 1, 3, 2)
+        out = out.reshape(b, self.dh, h, w)
         return self.proj(out)
 
 
