@@ -1,12 +1,13 @@
-"""Does OLN's RPN box branch learn? Overfit the 1st-stage config's ``OlnRPNHead`` (Jittor) alone on
-one 256x256 image with fixed random features (three gt boxes, anchors of scale 4 at strides 4-64, as
-tools/unidetector_pipeline.py's stage 1) with SGD (lr 0.02, momentum 0.9, weight decay 1e-4), and
-print every 10 iterations (and at the last) the IoU of the decoded boxes of the anchors overlapping a gt by >= 0.5.
+"""Does OLN's RPN box branch learn? Overfit the 1st-stage config's ``OlnRPNHead`` (Jittor)
+alone on one 256x256 image with fixed random features (three gt boxes, anchors of scale 4 at
+strides 4-64, as tools/unidetector_pipeline.py's stage 1) with SGD (lr 0.02, momentum 0.9, weight
+decay 1e-4), and print every 10 iterations (and at the last) the IoU of the decoded boxes of the
+anchors overlapping a gt by >= 0.5.
 
 ``--reference`` also trains mmdet's ``RPNHead`` with OLN's forward (ReLU, then L2 normalisation over
 channels) and the same box settings (``TBLRBBoxCoder(normalizer=1)``, ``reg_decoded_bbox``,
-``IoULoss(linear=True)`` weight 10) from the same initial weights and features; both then optimise the
-box (and zero-weight classification) loss only, so their trajectories are comparable.
+``IoULoss(linear=True)`` weight 10) from the same initial weights and features; both then
+optimise the box (and zero-weight classification) loss only, so their trajectories are comparable.
 ``--schedule pipeline`` uses the pipeline's stage-1 schedule for 184 iterations (40 iterations of
 linear warm-up from 0.001, x0.1 from iteration 138).
 
@@ -99,28 +100,37 @@ def run_jittor(args, feats, box_only: bool) -> dict:
     return init
 
 
-def run_reference(args, feats, init: dict) -> None:
+def reference_head(cfg: dict, init: dict):
+    """mmdet's ``RPNHead`` with OLN's forward (ReLU, then L2 normalisation over channels; no
+    objectness output) and OLN's box settings, built from an ``OlnRPNHead`` config ``cfg`` (without
+    ``type``) and loaded strictly with ``init`` (the Jittor head's state dict as numpy, whose
+    ``rpn_obj`` is left out)."""
     import torch
     import torch.nn.functional as F
     from mmengine.config import Config
-    from mmengine.structures import InstanceData
     from mmdet.models.dense_heads import RPNHead
     from mmdet.utils import register_all_modules
     register_all_modules()
 
-    class L2NormRPNHead(RPNHead):  # OLN's forward without its objectness output
+    class L2NormRPNHead(RPNHead):
         def forward_single(self, x):
             x = F.normalize(F.relu(self.rpn_conv(x)), dim=1)
             return self.rpn_cls(x), self.rpn_reg(x)
 
-    cfg = head_cfg()
-    for key in ('objectness_type', 'loss_objectness'):
-        cfg.pop(key)
+    cfg = {k: v for k, v in cfg.items() if k not in ('objectness_type', 'loss_objectness')}
     cfg['train_cfg'] = Config({k: v for k, v in cfg['train_cfg'].items()
                                if not k.startswith('objectness')})
-    cfg['loss_bbox'] = dict(type='IoULoss', linear=True, loss_weight=10.0)  # the original's spelling
+    # the original's spelling of the config's IoULoss(mode='linear')
+    cfg['loss_bbox'] = dict(type='IoULoss', linear=True, loss_weight=10.0)
     head = L2NormRPNHead(**cfg)
     head.load_state_dict({k: torch.from_numpy(init[k]) for k in head.state_dict()}, strict=True)
+    return head
+
+
+def run_reference(args, feats, init: dict) -> None:
+    import torch
+    from mmengine.structures import InstanceData
+    head = reference_head(head_cfg(), init)
     x = [torch.from_numpy(f) for f in feats]
     gt = InstanceData(bboxes=torch.from_numpy(GT), labels=torch.zeros(len(GT), dtype=torch.long))
     anchors = torch.cat(head.prior_generator.grid_priors([f.shape[-2:] for f in feats],
