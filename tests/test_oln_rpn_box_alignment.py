@@ -13,7 +13,6 @@ of the reference decides every ReLU and MaxIoUAssigner threshold by 10x the floa
 its decoded boxes of the anchors that can be positive (IoU >= min_pos_iou with a gt) have sides and
 intersections with that gt of at least 1 px (far from the IoU loss's clamps at 0 and at eps).
 """
-import importlib.util
 import os
 
 import numpy as np
@@ -28,21 +27,13 @@ from jt_mm_plugins.runtime import jt
 
 pytest.importorskip('mmdet.models.dense_heads')
 from mmengine.structures import InstanceData  # noqa: E402
+from tiny_demo import REPO, load_tool  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 64
 META = dict(img_shape=(SIZE, SIZE), pad_shape=(SIZE, SIZE), batch_input_shape=(SIZE, SIZE),
             scale_factor=(1., 1.))
 GT = np.array([[5., 6., 36., 40.], [3., 9., 59., 61.]], np.float32)  # a positive per level
 STRIDES = (8, 16)
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'oln_rpn_overfit', os.path.join(REPO, 'tools', 'oln_rpn_overfit.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def head_cfg() -> dict:
@@ -90,7 +81,7 @@ def test_oln_box_loss_and_gradients_match_mmdet_rpn_head_with_olns_settings():
     jt_head = OlnRPNHead(**cfg)
     state = weights(jt_head)
     jt_head.load_parameters(state)
-    mm_head = load_tool().reference_head(cfg, state)
+    mm_head = load_tool('oln_rpn_overfit').reference_head(cfg, state)
     rng = np.random.default_rng(1)
     feats = [rng.standard_normal((1, 4, SIZE // s, SIZE // s)).astype(np.float32) for s in STRIDES]
 
