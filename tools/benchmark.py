@@ -302,10 +302,11 @@ COMPONENTS = ('clip_resnet', 'fpn', 'resnet', 'shufflenet_v2', 'ghost_pan', 'det
 # Pairs without a PyTorch twin whose reference is the same model in mixed mode (mmdet's modules
 # holding the same Jittor parts): one training step of the summed losses; in the tables the
 # "PyTorch" column is the mixed mode, "bridged" the pure-Jittor one (no bare-Jittor variant).
-# unidetector_roi_head: CLIPResLayer + BBoxHeadCLIPPartitioned (forward, cosine classifier,
+# unidetector_roi_head_modes: CLIPResLayer + BBoxHeadCLIPPartitioned (forward, cosine classifier,
 # federated and box losses, backward), JittorStandardRoIHead vs mmdet's StandardRoIHead
 # (MetaStandardRoIHead; assignment, sampling, RoI bookkeeping in torch), same Jittor RoI extractor.
-MODE_PAIRS = ('unidetector_roi_head', )
+# (The pair unidetector_roi_head is the same RoI head against its PyTorch twin, a regular entry.)
+MODE_PAIRS = ('unidetector_roi_head_modes', )
 
 # Detector level: one training step (loss + backward) of a detector with Jittor parts against its
 # all-PyTorch twin (same architecture, weights, batch). (jittor config, PyTorch config) pairs:

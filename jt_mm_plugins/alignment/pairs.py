@@ -627,21 +627,39 @@ def unidetector_roi_head_case(size: str, tmp_dir: str, seed: int = 0):
     return cfg, feats, samples, proposals
 
 
-@alignment_pair('unidetector_roi_head', "UniDetector's 2nd-stage RoI head (CLIPResLayer + "
+@alignment_pair('unidetector_roi_head_modes', "UniDetector's 2nd-stage RoI head (CLIPResLayer + "
                 'BBoxHeadCLIPPartitioned, two datasets in one batch): pure Jittor '
                 "(JittorStandardRoIHead) vs mixed (mmdet's StandardRoIHead as MetaStandardRoIHead "
-                'with the same Jittor parts; there is no PyTorch twin): training losses',
+                'with the same Jittor parts): training losses',
                 tolerances={'output_abs': 1e-5, 'grad_rel': 1e-3})
-def build_unidetector_roi_head(size: str = 'small', seed: int = 0) -> Built:
+def build_unidetector_roi_head_modes(size: str = 'small', seed: int = 0) -> Built:
+    pure, mixed, _, inputs = _unidetector_roi_heads(size, seed)
+    return pure, mixed, inputs
+
+
+def _unidetector_roi_heads(size: str, seed: int):
+    """``(pure, mixed, twin)`` loss probes of the case (identical weights) and their inputs; the
+    pure probe's ``jittor_module`` is its bare-Jittor loss (tools/benchmark.py's Jittor variant)."""
     import copy
     import tempfile
     from mmdet.registry import MODELS
+    from jt_mm_plugins.bridge.data_samples import proposals_from_instances, unpack_data_samples
+    from jt_mm_plugins.bridge.tensors import map_structure
+    from jt_mm_plugins.bridge import torch_to_jittor
+    from jt_mm_plugins.runtime import jt
+    from . import unidetector_reference  # noqa: F401  (registers the twin's parts)
     with tempfile.TemporaryDirectory() as tmp_dir:  # the heads load the embeddings when built
         cfg, feats, samples, proposals = unidetector_roi_head_case(size, tmp_dir, seed)
         torch.manual_seed(seed)
         mixed = MODELS.build(cfg('MetaStandardRoIHead'))
         pure = MODELS.build(cfg('JittorStandardRoIHead'))
+        twin_cfg = cfg('MetaStandardRoIHead')
+        twin_cfg.shared_head.type = 'TorchCLIPResLayer'
+        twin_cfg.bbox_roi_extractor.type = 'SingleRoIExtractor'
+        twin_cfg.bbox_head.type = 'TorchBBoxHeadCLIPPartitioned'
+        twin = MODELS.build(twin_cfg)
     pure.load_state_dict(mixed.state_dict(), strict=True)
+    twin.load_state_dict(mixed.state_dict(), strict=True)
 
     def loss(head, x):
         # a training loss in either mode of tools/align.py: in eval mode the partitioned head
@@ -649,7 +667,40 @@ def build_unidetector_roi_head(size: str = 'small', seed: int = 0) -> Built:
         head.train()
         return head.loss((x, ), copy.deepcopy(proposals), copy.deepcopy(samples))
 
-    return _LossProbe(pure, loss), _LossProbe(mixed, loss), [feats]
+    gts, metas = unpack_data_samples(samples, 'unidetector_roi_head')
+    jt_proposals, jt_gts = map_structure(torch_to_jittor, (proposals_from_instances(proposals),
+                                                            gts))
+
+    class JittorLoss(jt.nn.Module):
+        """The bare Jittor RoI head's training losses (no bridge crossing)."""
+
+        def __init__(self, head):
+            super().__init__()
+            self.head = head
+
+        def execute(self, x):
+            self.head.train()
+            losses = self.head.loss([x], jt_proposals, jt_gts, metas)
+            return [v for k, v in losses.items() if 'loss' in k]
+
+    pure_probe = _LossProbe(pure, loss)
+    pure_probe.jittor_module = JittorLoss(pure.jittor_module)
+    return pure_probe, _LossProbe(mixed, loss), _LossProbe(twin, loss), [feats]
+
+
+@alignment_pair('unidetector_roi_head', "UniDetector's 2nd-stage RoI head (CLIPResLayer + "
+                'BBoxHeadCLIPPartitioned, two datasets in one batch), pure Jittor '
+                '(JittorStandardRoIHead) vs its PyTorch twin (mmdet\'s StandardRoIHead as '
+                "MetaStandardRoIHead with open_clip's layer4, mmdet's SingleRoIExtractor and the "
+                'partitioned head in torch, alignment/unidetector_reference.py): training losses',
+                tolerances={'output_abs': 1e-5, 'grad_rel': 1e-3})
+def build_unidetector_roi_head(size: str = 'small', seed: int = 0) -> Built:
+    pure, _, twin, inputs = _unidetector_roi_heads(size, seed)
+    # k_proj.bias adds the same q.b to every token's logit: zero gradient by construction, its
+    # computed values rounding noise on both sides; frozen in both (as the clip_res_layer pair)
+    for probe in (pure, twin):
+        probe.model.get_parameter('bbox_head.attnpool.k_proj.bias').requires_grad_(False)
+    return pure, twin, inputs
 
 
 # --- DETR's transformer ------------------------------------------------------------------------
