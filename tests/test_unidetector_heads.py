@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 
 import jt_mm_plugins  # noqa: F401
+from jt_mm_plugins.alignment.unidetector_reference import \
+    federated_sigmoid_loss as torch_fed_loss  # the PyTorch twin's formula
 from jt_mm_plugins.bridge import call_jittor
 from jt_mm_plugins.models.roi_heads import bbox_head_clip
 from jt_mm_plugins.models.roi_heads.bbox_head_clip import BBoxHeadCLIP, BBoxHeadCLIPInference
@@ -50,14 +52,6 @@ def torch_classifier(path):
     emb = torch.from_numpy(np.load(path).astype(np.float32))
     weight = torch.cat([emb.t(), torch.zeros(DIM, 1)], 1)
     return F.normalize(weight, p=2, dim=0)
-
-
-def torch_fed_loss(logits, labels, classes, num_classes):
-    target = torch.zeros(len(labels), num_classes)
-    fg = labels < num_classes
-    target[fg.nonzero()[:, 0], labels[fg]] = 1
-    bce = F.binary_cross_entropy_with_logits(logits[:, :num_classes], target, reduction='none')
-    return bce[:, classes].sum() / len(labels)
 
 
 def rel(a, b):
