@@ -627,11 +627,15 @@ def unidetector_roi_head_case(size: str, tmp_dir: str, seed: int = 0):
     return cfg, feats, samples, proposals
 
 
-@alignment_pair('unidetector_roi_head_modes', "UniDetector's 2nd-stage RoI head (CLIPResLayer + "
-                'BBoxHeadCLIPPartitioned, two datasets in one batch): pure Jittor '
-                "(JittorStandardRoIHead) vs mixed (mmdet's StandardRoIHead as MetaStandardRoIHead "
-                'with the same Jittor parts): training losses',
-                tolerances={'output_abs': 1e-5, 'grad_rel': 1e-3})
+_UNIDETECTOR_ROI_HEAD = ("UniDetector's 2nd-stage RoI head (CLIPResLayer + "
+                         'BBoxHeadCLIPPartitioned, two datasets in one batch), training losses: '
+                         'pure Jittor (JittorStandardRoIHead) vs ')
+_UNIDETECTOR_TOLERANCES = {'output_abs': 1e-5, 'grad_rel': 1e-3}
+
+
+@alignment_pair('unidetector_roi_head_modes', _UNIDETECTOR_ROI_HEAD + "mixed mode (mmdet's "
+                'StandardRoIHead as MetaStandardRoIHead with the same Jittor parts)',
+                tolerances=_UNIDETECTOR_TOLERANCES)
 def build_unidetector_roi_head_modes(size: str = 'small', seed: int = 0) -> Built:
     pure, mixed, _, inputs = _unidetector_roi_heads(size, seed)
     return pure, mixed, inputs
@@ -688,12 +692,9 @@ def _unidetector_roi_heads(size: str, seed: int):
     return pure_probe, _LossProbe(mixed, loss), _LossProbe(twin, loss), [feats]
 
 
-@alignment_pair('unidetector_roi_head', "UniDetector's 2nd-stage RoI head (CLIPResLayer + "
-                'BBoxHeadCLIPPartitioned, two datasets in one batch), pure Jittor '
-                '(JittorStandardRoIHead) vs its PyTorch twin (mmdet\'s StandardRoIHead as '
-                "MetaStandardRoIHead with open_clip's layer4, mmdet's SingleRoIExtractor and the "
-                'partitioned head in torch, alignment/unidetector_reference.py): training losses',
-                tolerances={'output_abs': 1e-5, 'grad_rel': 1e-3})
+@alignment_pair('unidetector_roi_head', _UNIDETECTOR_ROI_HEAD + "its PyTorch twin (open_clip's "
+                "layer4, mmdet's SingleRoIExtractor, the partitioned head in torch; "
+                'alignment/unidetector_reference.py)', tolerances=_UNIDETECTOR_TOLERANCES)
 def build_unidetector_roi_head(size: str = 'small', seed: int = 0) -> Built:
     pure, _, twin, inputs = _unidetector_roi_heads(size, seed)
     # k_proj.bias adds the same q.b to every token's logit: zero gradient by construction, its

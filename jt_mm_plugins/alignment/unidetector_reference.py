@@ -2,8 +2,8 @@
 pair ``unidetector_roi_head``: open_clip's ModifiedResNet ``layer4`` as mmdet's ``shared_head``
 (``TorchCLIPResLayer``, BatchNorms in eval mode) and the partitioned CLIP box head's math in plain
 torch (``TorchBBoxHeadCLIPPartitioned``: open_clip's ``AttentionPool2d``, the cosine classifier
-``100 * normalize(x) . [E^T | 0]`` against fixed embeddings, class-agnostic ``fc_reg``, the federated
-sigmoid BCE per ``dataset_id`` and mmdet's box loss), inside mmdet's (Meta)StandardRoIHead with
+``100 * normalize(x) . [E^T | 0]`` against fixed embeddings, class-agnostic ``fc_reg``, the
+federated sigmoid BCE per ``dataset_id`` and mmdet's box loss), inside mmdet's (Meta)StandardRoIHead with
 mmdet's ``SingleRoIExtractor``. Parameter and buffer names are the Jittor head's, so one state dict
 loads strictly into both. The embeddings' files and the federated draw are read by the Jittor
 module's own numpy helpers (same files, same draw from numpy's global generator)."""
