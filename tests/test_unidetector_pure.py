@@ -13,7 +13,7 @@ IoU thresholds (every proposal's float64 IoU with the gts is asserted 0.05 away 
 sampler (every candidate is kept: fewer than ``num``), the federated draw (``fed_loss_num_cat``
 above every label space: all classes, no draw). The case is
 ``jt_mm_plugins.alignment.pairs.unidetector_roi_head_case('small')`` (also the
-``unidetector_roi_head`` pair of tools/align.py and tools/benchmark.py).
+``unidetector_roi_head_modes`` pair of tools/align.py and tools/benchmark.py).
 Tolerances: losses 1e-5 relative, gradients (input features and every parameter) 1e-3 relative.
 """
 import pytest
