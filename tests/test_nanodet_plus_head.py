@@ -26,12 +26,11 @@ from torch import nn
 from jt_mm_plugins.runtime import jt  # noqa: I001  (configures Jittor before anything imports it)
 import jt_mm_plugins  # noqa: F401
 from jt_mm_plugins.alignment.compare import compare_modules, randomize_norm_statistics
-from jt_mm_plugins.alignment.nanodet_reference import (RefAuxHead, RefNanoDetPlusHead,
-                                                        nanodet_plus_losses)
+from jt_mm_plugins.alignment.nanodet_reference import (Float64SafeDSLA, RefAuxHead,
+                                                        RefNanoDetPlusHead, nanodet_plus_losses)
 from jt_mm_plugins.bridge import register_jittor_module
 from jt_mm_plugins.models.dense_heads import NanoDetPlusHead, SimpleConvHead
 from jt_mm_plugins.utils.errors import InputError
-from mmdet.models.task_modules.assigners import DynamicSoftLabelAssigner as MMDetDSLA
 
 from alignment_checks import assert_aligned, bridged_twins, randomise_convs_
 from test_dynamic_soft_label_assigner import assert_decided
@@ -52,14 +51,13 @@ CAPTURED = []  # (cost, ious) of every float64 reference assignment
 # --------------------------------------------------------------------------------------------------
 # The reference's assigner (the reference itself: alignment/nanodet_reference.py)
 # --------------------------------------------------------------------------------------------------
-class CapturingDSLA(MMDetDSLA):
-    """mmdet's assigner; records the float64 costs (and makes its float64 path run)."""
+class CapturingDSLA(Float64SafeDSLA):
+    """The reference's assigner; records the float64 costs."""
 
     def dynamic_k_matching(self, cost, pairwise_ious, num_gt, valid_mask):
         if cost.dtype == torch.float64:
             CAPTURED.append((cost.clone(), pairwise_ious.clone()))
-        ious, inds = super().dynamic_k_matching(cost, pairwise_ious, num_gt, valid_mask)
-        return ious.float(), inds
+        return super().dynamic_k_matching(cost, pairwise_ious, num_gt, valid_mask)
 
 
 class RefProbe(nn.Module):

@@ -11,6 +11,7 @@ import math
 
 import torch
 import torchvision
+from mmdet.models.task_modules.assigners import DynamicSoftLabelAssigner
 from torch import nn
 
 
@@ -277,14 +278,23 @@ class RefAuxHead(nn.Module):
         return cls_scores, bbox_preds
 
 
+class Float64SafeDSLA(DynamicSoftLabelAssigner):
+    """mmdet's ``DynamicSoftLabelAssigner`` that also runs on float64 inputs (mmdet stores the
+    matched IoUs in a float32 tensor; they are handed over as float32, a no-op in float32), so the
+    reference can run in float64 where float32 rounding could flip an assignment."""
+
+    def dynamic_k_matching(self, cost, pairwise_ious, num_gt, valid_mask):
+        ious, inds = super().dynamic_k_matching(cost, pairwise_ious, num_gt, valid_mask)
+        return ious.float(), inds
+
+
 def nanodet_plus_losses(project, cls_list, reg_list, aux_cls_list, aux_reg_list, gts, strides,
                         assigner=None):
     """NanoDet-Plus's loss with AGM, from the spec (section 4.4), on per-level outputs of the head
     and the aux head. ``gts``: per image ``(boxes xyxy, labels)`` tensors; ``assigner``: mmdet's
-    ``DynamicSoftLabelAssigner`` with its centre prior off by default (radius 1000: the prior
+    ``DynamicSoftLabelAssigner`` (float64-safe) with its centre prior off by default (radius 1000: the prior
     underflows to exactly 0, NanoDet-Plus's cost), topk 13, IoU weight 3."""
     from mmdet.models.losses import DistributionFocalLoss, GIoULoss, QualityFocalLoss
-    from mmdet.models.task_modules.assigners import DynamicSoftLabelAssigner
     from mmengine.structures import InstanceData
     num_imgs, num_classes = cls_list[0].shape[:2]
     reg_max = project.numel() - 1
@@ -307,7 +317,7 @@ def nanodet_plus_losses(project, cls_list, reg_list, aux_cls_list, aux_reg_list,
     heads = {'': (flat(cls_list), flat(reg_list)), 'aux_': (flat(aux_cls_list), flat(aux_reg_list))}
     boxes = {k: decode(reg) for k, (_, reg) in heads.items()}
     if assigner is None:
-        assigner = DynamicSoftLabelAssigner(soft_center_radius=1000.0, topk=13, iou_weight=3.0)
+        assigner = Float64SafeDSLA(soft_center_radius=1000.0, topk=13, iou_weight=3.0)
     n = priors.shape[0]
     labels = torch.full((num_imgs, n), num_classes, dtype=torch.long)
     scores = torch.zeros(num_imgs, n, dtype=priors.dtype)
