@@ -172,7 +172,7 @@ def test_lvis_metric_on_a_written_lvis_file(tmp_path):
             assert ap == pytest.approx(expected)
 
 
-def test_pipeline_tiny(tmp_path):
+def test_pipeline_tiny(tmp_path, capsys):
     pytest.importorskip('lvis')
     work = tmp_path / 'pipe'
     assert pipeline.main(['--tiny', '--work-dir', str(work)]) == 0
@@ -201,3 +201,14 @@ def test_pipeline_tiny(tmp_path):
     # the calibration prior: per image, per seen class
     per_class = pickle.load(open(work / 'inference_raw' / 'raw_lvis_results.pkl', 'rb'))
     assert len(per_class) == 2 and all(len(p) == len(pipeline.SEEN) for p in per_class)
+    # the stage-2 step's parts (the finished steps before it are skipped)
+    times = pipeline.run(pipeline.parse_args(['--tiny', '--work-dir', str(work),
+                                              '--profile-stage2', '1']))
+    for part in pipeline.STAGE2_PARTS:
+        assert times[f'forward {part}'] > 0 and times[f'backward {part}'] > 0
+    assert sum(times[f'forward {p}'] for p in pipeline.STAGE2_PARTS) < times['forward (all)']
+    backward = [v for k, v in times.items() if k.startswith('backward ') and '(all)' not in k]
+    assert sum(backward) == pytest.approx(times['backward (all)'], abs=1e-6)
+    # a finished stage 2 of other settings is not taken for this run's
+    assert pipeline.main(['--tiny', '--work-dir', str(work), '--stage2-lr', '0.001']) == 2
+    assert 'pipeline_config.py differs' in capsys.readouterr().err
