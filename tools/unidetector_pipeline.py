@@ -667,9 +667,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error('--convert-raw needs --num-classes and --out')
     # Network sizes. Stage 1: ResNet-18 + FPN 64, 256 RPN proposals (128 sampled RoIs) per image.
     opts.r18_base_channels, opts.fpn_channels, opts.fc_channels, opts.rois = 64, 64, 256, 256
-    # Stage 2: CLIP ResNet with one block per stage. Its step took ~9 s on one core with stem
-    # width 32 and 128 sampled RoIs per image (--profile-stage2 times the parts: 8.4 s of it
-    # in layer4 and the attention pool, which every RoI goes through: ~285M MACs per 14x14 RoI
+    # Stage 2: CLIP ResNet with one block per stage. Its step took 8.7 s on one core with stem
+    # width 32 and 128 sampled RoIs per image (--profile-stage2 times the parts: 8.0 s of it
+    # in layer4 and the attention pool, which every RoI goes through: ~286M MACs per 14x14 RoI
     # at width 32), ~0.9 s with the defaults --clip-width 16 (C4 256, C5 512 channels, 4
     # attention heads: 4x fewer MACs per RoI) and --stage2-rois 32 (at most 8 positives: the
     # toy images hold a few objects). The RoI size stays 14 (layer4 halves it to the attention
