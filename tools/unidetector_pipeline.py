@@ -33,6 +33,8 @@ Examples::
 
     python tools/unidetector_pipeline.py --work-dir work_dirs/unidetector_pipeline
     python tools/unidetector_pipeline.py --tiny --work-dir /tmp/pipe     # seconds, for tests
+    # time a stage-2 step's parts (backbone, RoI extractor, layer4, box head) instead of training
+    python tools/unidetector_pipeline.py --work-dir work_dirs/unidetector_pipeline --profile-stage2 5
     # calibration prior from another raw result file (mmdet 3.x tools/test.py --out):
     python tools/unidetector_pipeline.py --convert-raw raw.pkl --num-classes 1203 \\
         --out raw_lvis_results.pkl
