@@ -10,7 +10,10 @@ WORK_DIR="${DEMO_WORK_DIR:-work_dirs/demo}"
 read -r -a CFG_OPTIONS <<< "${DEMO_CFG_OPTIONS:-}"
 [[ -f "$CONFIG" ]] || { echo "demo: config $CONFIG not found" >&2; exit 1; }
 
-$PY tools/generate_demo_dataset.py --out-dir data/demo_shapes
+# The dataset the config reads: the default one, or e.g. DEMO_DATA_ARGS="--out-dir
+# data/demo_shapes_2k --num-train 2000" (the DETR demo's; tools/generate_demo_dataset.py --help).
+read -r -a DATA_ARGS <<< "${DEMO_DATA_ARGS:---out-dir data/demo_shapes}"
+$PY tools/generate_demo_dataset.py "${DATA_ARGS[@]}"
 start=$(date +%s)
 $PY tools/train.py "$CONFIG" --work-dir "$WORK_DIR" \
     ${CFG_OPTIONS[@]+--cfg-options "${CFG_OPTIONS[@]}"}

@@ -49,6 +49,15 @@ def test_without_cfg_options_train_gets_none(tmp_path):
     result, calls = _run_demo(tmp_path, DEMO_CONFIG='configs/demo/faster_rcnn_r18_fpn_demo_mmdet.py')
     assert result.returncode == 0, result.stderr
     assert '--cfg-options' not in calls[1]
+    assert calls[0] == 'tools/generate_demo_dataset.py --out-dir data/demo_shapes'
+
+
+def test_data_args_reach_the_generator(tmp_path):
+    result, calls = _run_demo(tmp_path, DEMO_CONFIG='configs/demo/detr_r18_demo_jittor.py',
+                              DEMO_DATA_ARGS='--out-dir data/demo_shapes_2k --num-train 2000')
+    assert result.returncode == 0, result.stderr
+    assert calls[0] == ('tools/generate_demo_dataset.py --out-dir data/demo_shapes_2k '
+                        '--num-train 2000')
 
 
 @pytest.mark.parametrize('config, message', [

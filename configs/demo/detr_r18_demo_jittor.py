@@ -2,7 +2,8 @@
 # the type of the detector and of each part replaced by its Jittor name (the transformer, untyped
 # there, is Jittor's inside JittorDETR). Task modules and losses keep mmdet's names and resolve to
 # the Jittor implementations.
-#   make demo DEMO_CONFIG=configs/demo/detr_r18_demo_jittor.py
+#   make demo DEMO_CONFIG=configs/demo/detr_r18_demo_jittor.py \
+#       DEMO_DATA_ARGS="--out-dir data/demo_shapes_2k --num-train 2000"
 # What it does on the demo data, against mmdet's run from the same weights: README "DETR".
 _base_ = ['./detr_r18_demo_mmdet.py']
 
