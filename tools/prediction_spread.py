@@ -76,11 +76,11 @@ def spread(predictions: List[Dict[str, torch.Tensor]]) -> Dict[str, float]:
         for j, b in enumerate(predictions):
             if i != j and len(a['bboxes']) and len(b['bboxes']):
                 cross_best.append(bbox_overlaps(a['bboxes'], b['bboxes']).max(dim=1).values)
-    nan = torch.tensor([float('nan')])
-    gt_best = torch.cat(gt_best) if gt_best else nan
-    cross_best = torch.cat(cross_best) if cross_best else nan
-    return dict(gt_iou=float(gt_best.mean()), recall=float((gt_best >= RECALL_IOU).float().mean())
-                if gt_best is not nan else float('nan'), cross_image_iou=float(cross_best.mean()))
+    def mean(parts, measure=lambda ious: ious):  # NaN where there was nothing to compare
+        return float(measure(torch.cat(parts)).float().mean()) if parts else float('nan')
+
+    return dict(gt_iou=mean(gt_best), recall=mean(gt_best, lambda ious: ious >= RECALL_IOU),
+                cross_image_iou=mean(cross_best))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
